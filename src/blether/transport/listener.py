@@ -1,0 +1,106 @@
+"""TCP listeners for c2s (STARTTLS port and XEP-0368 direct TLS port) with per-IP caps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from blether.errors import StreamError
+from blether.transport.c2s import C2SConnection
+
+if TYPE_CHECKING:
+    from blether.core.services import Services
+    from blether.transport.tls import TLSManager
+
+log = logging.getLogger(__name__)
+
+
+class C2SListener:
+    def __init__(self, services: Services, tls: TLSManager) -> None:
+        self.s = services
+        self.tls = tls
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[C2SConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.per_ip: Counter[str] = Counter()
+        self.addresses: list[tuple[str, int, str]] = []
+
+    async def start(self) -> None:
+        cfg = self.s.config.c2s
+        for host in cfg.bind:
+            server = await asyncio.start_server(self._plain, host, cfg.port, reuse_address=True)
+            self.servers.append(server)
+            self.addresses += [(str(s.getsockname()[0]), int(s.getsockname()[1]), "starttls")
+                               for s in server.sockets]
+            if cfg.tls_port is not None:
+                tls_server = await asyncio.start_server(
+                    self._direct_tls, host, cfg.tls_port, ssl=self.tls.client_context,
+                    ssl_handshake_timeout=self.s.config.limits.tls_handshake_timeout,
+                    reuse_address=True)
+                self.servers.append(tls_server)
+                self.addresses += [(str(s.getsockname()[0]), int(s.getsockname()[1]),
+                                    "direct-tls") for s in tls_server.sockets]
+
+    async def _plain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, direct_tls=False)
+
+    async def _direct_tls(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, direct_tls=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                     direct_tls: bool) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        conn = C2SConnection(self.s, self.tls, reader, writer, direct_tls=direct_tls)
+        if self.per_ip[ip] >= self.s.config.limits.connections_per_ip:
+            log.warning("refusing connection from %s: %d connections already open", ip,
+                        self.per_ip[ip])
+            conn.write(conn.stream.error(StreamError("policy-violation",
+                                                     "too many connections from your address")))
+            conn._flush()
+            writer.close()
+            return
+        self.per_ip[ip] += 1
+        self.connections.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            if task is not None:
+                self.tasks.discard(task)  # type: ignore[arg-type]
+            self.per_ip[ip] -= 1
+            if self.per_ip[ip] <= 0:
+                del self.per_ip[ip]
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """RFC 6120 §4.9.3.22: tell every client <system-shutdown/>, then wait for them."""
+        self.stop_accepting()
+        for conn in list(self.connections):
+            await conn.close(StreamError("system-shutdown", "Server is shutting down"))
+        if self.tasks:
+            _done, pending = await asyncio.wait(list(self.tasks), timeout=timeout)
+            for t in pending:
+                t.cancel()
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+            except TimeoutError:
+                pass
