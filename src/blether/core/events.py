@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blether.core.hooks import Hook
@@ -79,6 +80,20 @@ class FromAccount:
 
 # A client sent a stanza ('from' stamped). Features claim what they own (presence broadcast,
 # subscriptions…) by returning True; otherwise the router routes it.
+@dataclass(slots=True)
+class PreAuthIq:
+    """An IQ from a client that has not authenticated yet (XEP-0077 in-band registration).
+
+    `reply` writes a stanza straight to that connection (there is no JID to route to).
+    """
+
+    stanza: Element
+    ip: str
+    domain: str
+    secure: bool
+    reply: Callable[[Element], None]
+
+
 STANZA_FROM_SESSION: Hook[FromSession] = Hook("stanza-from-session")
 # Every stanza leaving a local account passes here (privacy/blocking may veto with True).
 STANZA_FROM_ACCOUNT: Hook[FromAccount] = Hook("stanza-from-account")
@@ -95,3 +110,5 @@ SESSION_UNAVAILABLE: Hook[SessionEvent] = Hook("session-unavailable")
 SESSION_ENDED: Hook[SessionEnded] = Hook("session-ended")
 COLLECT_FEATURES: Hook[StreamFeatures] = Hook("collect-features")
 SERVER_STOPPING: Hook[None] = Hook("server-stopping")
+# An <iq/> before SASL success. Unclaimed get/set IQs are answered with service-unavailable.
+PRE_AUTH_IQ: Hook[PreAuthIq] = Hook("pre-auth-iq")

@@ -208,6 +208,9 @@ class C2SConnection:
         if self.stage is neg.Stage.BIND and el.name == "iq" and el.xmlns == ns.CLIENT:
             await self._bind_iq(el)
             return False
+        if self.stage is neg.Stage.AUTH and el.name == "iq" and el.xmlns == ns.CLIENT:
+            await self._pre_auth_iq(el)
+            return False
         if el.name in STANZA_NAMES:
             raise StreamError("not-authorized", "authenticate and bind a resource first")
         raise StreamError("unsupported-stanza-type", f"unexpected <{el.name}/> during "
@@ -235,6 +238,17 @@ class C2SConnection:
             await self.s.hooks.notify(events.COLLECT_FEATURES, collected)
             features.extend(collected.features)
         self.write(self.stream.features(features))
+
+    async def _pre_auth_iq(self, iq: Element) -> None:
+        """XEP-0077 §3: registration happens before authentication; other IQs are refused."""
+        iq = iq.with_attrs(**{"from": None})
+        event = events.PreAuthIq(iq, self.ip, self.domain, self.secure,
+                                 lambda el: self.write(self.stream.element(el)))
+        if await self.s.hooks.fire(events.PRE_AUTH_IQ, event):
+            return
+        if iq.attrs.get("type") in ("get", "set"):
+            self.write(self.stream.element(error_reply(iq, StanzaError(
+                "service-unavailable", "authenticate first"))))
 
     def _bindings(self) -> dict[str, bytes]:
         if not self.secure:
