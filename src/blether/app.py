@@ -12,7 +12,7 @@ from pathlib import Path
 
 from blether.config import Config
 from blether.core import events
-from blether.core.auth import AuthFailureLimiter, Authenticator
+from blether.core.auth import Authenticator, AuthFailureLimiter
 from blether.core.modules import ModuleManager
 from blether.core.router import Router
 from blether.core.services import Services

@@ -59,7 +59,8 @@ class LimitsConfig(_Section):
 
 
 class StorageConfig(_Section):
-    url: str = Field("", description="sqlite:///path or postgresql://...; empty = data_dir/blether.db")
+    url: str = Field("", description="sqlite:///path or postgresql://…; "
+                                      "empty = data_dir/blether.db")
 
 
 class LogConfig(_Section):
@@ -126,7 +127,7 @@ def _describe(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             valid = _model_keys(Config, loc)
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?" \
+            hint = f"; did you mean '{'.'.join(str(p) for p in (*loc[:-1], close[0]))}'?" \
                 if close else f"; valid keys here: {', '.join(valid)}"
             lines.append(f"  unknown key '{key}'{hint}")
         else:

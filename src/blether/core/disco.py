@@ -7,6 +7,7 @@ nothing is listed by hand and what is advertised is exactly what is loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from blether.xml.element import Element
 
@@ -54,9 +55,11 @@ class DiscoRegistry:
         self.extensions[form_type] = (form, owner)
 
     def remove_owner(self, owner: object) -> None:
-        for table in (self.host_features, self.account_features, self.host_identities,
-                      self.account_identities, self.items):
+        tables: list[dict[Any, object]] = [self.host_features, self.account_features,
+                                           self.host_identities, self.account_identities,
+                                           self.items]
+        for table in tables:
             for key in [k for k, o in table.items() if o is owner]:
-                del table[key]  # type: ignore[attr-defined]
+                del table[key]
         for key in [k for k, (_f, o) in self.extensions.items() if o is owner]:
             del self.extensions[key]

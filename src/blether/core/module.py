@@ -38,11 +38,11 @@ class Spec:
         return f"{self.kind} {self.number:04d}" if self.kind == "XEP" else f"RFC {self.number}"
 
 
-def XEP(number: int, version: str, status: str, note: str = "") -> Spec:  # noqa: N802
+def XEP(number: int, version: str, status: str, note: str = "") -> Spec:
     return Spec("XEP", number, version, status, note)
 
 
-def RFC(number: int, sections: str, status: str, note: str = "") -> Spec:  # noqa: N802
+def RFC(number: int, sections: str, status: str, note: str = "") -> Spec:
     return Spec("RFC", number, sections, status, note)
 
 

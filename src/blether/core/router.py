@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING
 
 from blether.core import events
 from blether.core.delivery import (
-    Bounce, Deliver, HandleAtServer, Ignore, MessagePolicy, ResourceState, StoreOffline,
-    UserSnapshot, decide,
+    Bounce,
+    Deliver,
+    HandleAtServer,
+    Ignore,
+    MessagePolicy,
+    ResourceState,
+    StoreOffline,
+    UserSnapshot,
+    decide,
 )
 from blether.core.iq import Target
 from blether.core.session import Session

@@ -12,7 +12,7 @@ from blether.core.sessions import SessionRegistry
 
 if TYPE_CHECKING:
     from blether.config import Config
-    from blether.core.auth import AuthFailureLimiter, Authenticator
+    from blether.core.auth import Authenticator, AuthFailureLimiter
     from blether.core.modules import ModuleManager
     from blether.core.router import Router
     from blether.storage.api import Storage

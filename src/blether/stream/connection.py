@@ -12,7 +12,12 @@ from blether import ns
 from blether.errors import StreamError
 from blether.xml.element import Element, serialize
 from blether.xml.parser import (
-    ElementParsed, ParserLimits, StreamFooter, StreamHeader, XMLError, XMLStreamParser,
+    ElementParsed,
+    ParserLimits,
+    StreamFooter,
+    StreamHeader,
+    XMLError,
+    XMLStreamParser,
 )
 
 

@@ -8,6 +8,7 @@ per stanza; output is batched into one transport write per event-loop turn and b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -22,7 +23,11 @@ from blether.stanza import STANZA_NAMES, error_reply, iq_result
 from blether.stream import negotiation as neg
 from blether.stream.connection import StreamClosed, StreamOpened, XMPPStream
 from blether.stream.sasl import (
-    PlainServerSession, SaslSession, ScramServerSession, mechanism_names,
+    PlainServerSession,
+    SaslSession,
+    SaslStep,
+    ScramServerSession,
+    mechanism_names,
 )
 from blether.xml.element import Element
 from blether.xml.parser import ParserLimits
@@ -162,10 +167,8 @@ class C2SConnection:
                 await self.s.hooks.notify(events.SESSION_ENDED,
                                           events.SessionEnded(session, self._end_reason))
         self._flush()
-        try:
+        with contextlib.suppress(Exception):
             self.writer.close()
-        except Exception:  # noqa: BLE001 - the socket may already be gone
-            pass
 
     async def close(self, error: StreamError | None = None) -> None:
         """Server-initiated close: error (if any), closing tag, then TCP close."""
@@ -305,7 +308,7 @@ class C2SConnection:
         self.stream.set_limits(self.post_auth_limits)
         self.stream.restart()
 
-    async def _sasl_step(self, el: Element) -> object:
+    async def _sasl_step(self, el: Element) -> SaslStep | None:
         if el.name == "abort":
             self.sasl = None
             raise SASLFailure("aborted")

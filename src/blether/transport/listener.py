@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import Counter
@@ -75,13 +76,13 @@ class C2SListener:
         self.connections.add(conn)
         task = asyncio.current_task()
         if task is not None:
-            self.tasks.add(task)  # type: ignore[arg-type]
+            self.tasks.add(task)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
             if task is not None:
-                self.tasks.discard(task)  # type: ignore[arg-type]
+                self.tasks.discard(task)
             self.per_ip[ip] -= 1
             if self.per_ip[ip] <= 0:
                 del self.per_ip[ip]
@@ -100,7 +101,5 @@ class C2SListener:
             for t in pending:
                 t.cancel()
         for server in self.servers:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
-            except TimeoutError:
-                pass

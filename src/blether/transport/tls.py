@@ -128,7 +128,7 @@ class TLSManager:
                 sock.context = self.certs[server_name].context
             return None
 
-        ctx.sni_callback = pick  # type: ignore[assignment]
+        ctx.sni_callback = pick
         return ctx
 
     def context_for(self, domain: str) -> ssl.SSLContext:
