@@ -41,7 +41,7 @@ class StreamClosed:
     """The peer sent </stream:stream>."""
 
 
-StreamEvent = StreamOpened | Element | StreamClosed
+StreamEvent = StreamOpened | Element | StreamClosed | StreamError
 
 
 class XMPPStream:
@@ -65,11 +65,18 @@ class XMPPStream:
         self.header_sent = False
 
     def receive(self, data: bytes) -> list[StreamEvent]:
-        """Feed bytes; raise StreamError for anything that must end the stream."""
+        """Feed bytes; return events in order.
+
+        A fatal XML problem ends the list as a StreamError event, after the stanzas that
+        arrived intact before the bad bytes (they were sent first and are processed first).
+        A bad stream header raises StreamError directly.
+        """
+        error: StreamError | None = None
         try:
             raw = self.parser.feed(data)
         except XMLError as exc:
-            raise StreamError(exc.condition, str(exc)) from None
+            raw = list(exc.events)
+            error = StreamError(exc.condition, str(exc))
         out: list[StreamEvent] = []
         for ev in raw:
             if isinstance(ev, ElementParsed):
@@ -78,6 +85,8 @@ class XMPPStream:
                 out.append(self._validate_header(ev))
             elif isinstance(ev, StreamFooter):
                 out.append(StreamClosed())
+        if error is not None:
+            out.append(error)
         return out
 
     def _validate_header(self, h: StreamHeader) -> StreamOpened:

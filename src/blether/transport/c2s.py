@@ -21,7 +21,7 @@ from blether.errors import SASLFailure, StanzaError, StreamError
 from blether.jid import JID, JIDError, prep_resource
 from blether.stanza import STANZA_NAMES, error_reply, iq_result
 from blether.stream import negotiation as neg
-from blether.stream.connection import StreamClosed, StreamOpened, XMPPStream
+from blether.stream.connection import StreamClosed, StreamEvent, StreamOpened, XMPPStream
 from blether.stream.sasl import (
     PlainServerSession,
     SaslSession,
@@ -185,7 +185,9 @@ class C2SConnection:
         self.writer.close()
 
     # -- events --------------------------------------------------------------------------
-    async def _handle(self, event: StreamOpened | Element | StreamClosed) -> bool:
+    async def _handle(self, event: StreamEvent) -> bool:
+        if isinstance(event, StreamError):
+            raise event
         if isinstance(event, StreamOpened):
             await self._open(event)
             return False
