@@ -61,8 +61,9 @@ class Server:
         s.modules.load(cfg.modules if cfg.modules is not None else list(DEFAULT_MODULES),
                        cfg.module_options)
         self.services = s
-        await s.modules.start()
         tls = TLSManager(cfg.hosts, cfg.data_dir, cfg.tls.certificates, cfg.tls.min_version)
+        s.extra["tls"] = tls
+        await s.modules.start()
         self.listener = C2SListener(s, tls)
         await self.listener.start()
 
