@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+import time
 from typing import Any
 
 from blether.errors import StreamError
@@ -28,6 +29,7 @@ class Session(abc.ABC):
         self.interested = False           # requested the roster (RFC 6121 §2.1.6)
         self.directed: set[JID] = set()   # entities that got directed presence (§4.6)
         self.closed = False
+        self.last_active = time.monotonic()   # last time bytes arrived from the client
         self.data: dict[str, Any] = {}    # per-feature state, keyed by module name
 
     @abc.abstractmethod

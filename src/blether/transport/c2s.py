@@ -39,6 +39,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ReadShaper:
+    """Token bucket over bytes read: `rate` bytes/s sustained, bursts of 2 s (SECURITY.md)."""
+
+    def __init__(self, rate: int, burst_seconds: float = 2.0) -> None:
+        self.rate = rate
+        self.capacity = rate * burst_seconds
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def consume(self, n: int) -> float:
+        """Account for `n` bytes; return how long to pause reading (0 if within the rate)."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= n
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
 class C2SSession(Session):
     """The bound session of a C2SConnection, as the router sees it."""
 
@@ -127,6 +147,7 @@ class C2SConnection:
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> None:
         deadline = time.monotonic() + self.cfg.limits.negotiation_timeout
+        shaper = ReadShaper(self.cfg.limits.c2s_read_rate)
         try:
             while not self._closing:
                 timeout = None if self.session else max(0.0, deadline - time.monotonic())
@@ -137,6 +158,14 @@ class C2SConnection:
                                       "stream negotiation took too long") from None
                 if not data:
                     break
+                if self.session is not None:
+                    self.session.last_active = time.monotonic()
+                pause = shaper.consume(len(data))
+                if pause > 0:
+                    # Over the read rate: stop reading for a while (TCP back-pressure does
+                    # the rest). Nothing is dropped, unlike a shaper that discards (Prosody's
+                    # mod_limits behaves the same way).
+                    await asyncio.sleep(pause)
                 for event in self.stream.receive(data):
                     restart = await self._handle(event)
                     if restart or self._closing:
