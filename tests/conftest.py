@@ -3,5 +3,6 @@
 import sys
 from pathlib import Path
 
-# Let tests import helpers from the tests package directories (tests/integration/harness.py).
+# With --import-mode=importlib test directories are not put on sys.path; shared helpers are
+# imported as `integration.harness` and `integration.rawclient` from the tests directory.
 sys.path.insert(0, str(Path(__file__).parent))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Client, ServerProcess
+from integration.harness import Client, ServerProcess
 
 
 @pytest.fixture(scope="module")
