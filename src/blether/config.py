@@ -18,68 +18,88 @@ class _Section(BaseModel):
 
 
 class TLSConfig(_Section):
-    """Certificate and key per domain; empty means a self-signed one is made in data_dir/certs."""
+    """Certificate and key per domain; a domain without one gets a self-signed certificate
+    made in data_dir/certs on first start."""
 
     certificates: dict[str, tuple[str, str]] = Field(
-        default_factory=dict, description="domain -> [cert.pem, key.pem]"
-    )
-    min_version: Literal["1.2", "1.3"] = "1.2"
+        default_factory=dict, description="domain → [certificate PEM path, key PEM path]")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="lowest TLS version accepted")
 
 
 class C2SConfig(_Section):
-    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
-    port: int = Field(5222, ge=0, le=65535)
-    tls_port: int | None = Field(5223, ge=0, le=65535)
-    require_encryption: bool = True
-    allow_plain_without_tls: bool = False
-    max_sessions_per_user: int = Field(10, ge=1)
-    resource_conflict: Literal["kick_old", "refuse"] = "kick_old"
+    """Client connections (RFC 6120)."""
+
+    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1"],
+                            description="addresses to listen on")
+    port: int = Field(5222, ge=0, le=65535, description="c2s port (STARTTLS)")
+    tls_port: int | None = Field(5223, ge=0, le=65535,
+                                 description="direct TLS port (XEP-0368); unset to disable")
+    require_encryption: bool = Field(True, description="STARTTLS required before SASL")
+    allow_plain_without_tls: bool = Field(
+        False, description="offer SASL PLAIN on unencrypted streams (never do this)")
+    max_sessions_per_user: int = Field(
+        10, ge=1, description="resources per account; more → bind fails resource-constraint")
+    resource_conflict: Literal["kick_old", "refuse"] = Field(
+        "kick_old", description="binding a resource in use: kick_old closes the old session "
+        "with <conflict/>, refuse answers the new bind with conflict")
 
 
 class LimitsConfig(_Section):
-    """Defaults from shared/SECURITY.md."""
+    """Limits against abuse; defaults from SECURITY.md (see docs/security.md)."""
 
-    pre_auth_stanza_bytes: int = Field(8192, ge=1000)
-    pre_auth_max_elements: int = Field(32, ge=4)
-    pre_auth_max_depth: int = Field(16, ge=4)
-    max_attributes: int = Field(64, ge=8)
-    c2s_stanza_bytes: int = Field(262144, ge=10000)
-    s2s_stanza_bytes: int = Field(524288, ge=10000)
-    max_elements: int = Field(10000, ge=32)
-    max_depth: int = Field(64, ge=8)
-    auth_failures_per_connection: int = Field(3, ge=1, le=10)
-    auth_failures_per_ip: int = Field(10, ge=1)
-    auth_failure_window: float = Field(600.0, gt=0)
-    auth_ban_time: float = Field(900.0, ge=0)
-    connections_per_ip: int = Field(32, ge=1)
-    negotiation_timeout: float = Field(60.0, gt=0)
-    tls_handshake_timeout: float = Field(30.0, gt=0)
-    outbound_buffer_bytes: int = Field(2 * 1024 * 1024, ge=65536)
-    c2s_read_rate: int = Field(0, ge=0, description="bytes/s per connection; 0 = unlimited")
+    pre_auth_stanza_bytes: int = Field(8192, ge=1000, description="largest stanza before SASL")
+    pre_auth_max_elements: int = Field(32, ge=4, description="elements per stanza before SASL")
+    pre_auth_max_depth: int = Field(16, ge=4, description="nesting depth before SASL")
+    max_attributes: int = Field(64, ge=8, description="attributes per element")
+    c2s_stanza_bytes: int = Field(262144, ge=10000, description="largest c2s stanza after SASL")
+    s2s_stanza_bytes: int = Field(524288, ge=10000, description="largest s2s stanza")
+    max_elements: int = Field(10000, ge=32, description="elements per stanza after SASL")
+    max_depth: int = Field(64, ge=8, description="nesting depth after SASL")
+    auth_failures_per_connection: int = Field(
+        3, ge=1, le=10, description="SASL failures before the stream is closed "
+        "(policy-violation)")
+    auth_failures_per_ip: int = Field(
+        10, ge=1, description="SASL failures per IP within auth_failure_window before a ban")
+    auth_failure_window: float = Field(600.0, gt=0, description="seconds")
+    auth_ban_time: float = Field(900.0, ge=0, description="seconds an IP is refused "
+                                 "(temporary-auth-failure, before any hashing)")
+    connections_per_ip: int = Field(32, ge=1, description="concurrent c2s connections per IP")
+    negotiation_timeout: float = Field(60.0, gt=0, description="seconds from connect to bound "
+                                       "session (connection-timeout)")
+    tls_handshake_timeout: float = Field(30.0, gt=0, description="seconds")
+    outbound_buffer_bytes: int = Field(
+        2 * 1024 * 1024, ge=65536,
+        description="bytes queued to a client that is not reading before it is disconnected")
+    c2s_read_rate: int = Field(0, ge=0, description="bytes/s read per connection, bursts of "
+                               "2 s; reading pauses beyond it; 0 = unlimited")
 
 
 class StorageConfig(_Section):
-    url: str = Field("", description="sqlite:///path or postgresql://…; "
-                                      "empty = data_dir/blether.db")
+    """Where accounts, rosters and messages are kept."""
+
+    url: str = Field("", description="sqlite:////abs/path.db or postgresql://user@host/db; "
+                     "empty = data_dir/blether.db")
 
 
 class LogConfig(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
 
 class Config(_Section):
-    hosts: list[str] = Field(default_factory=lambda: ["localhost"], min_length=1)
-    data_dir: Path = Path("data")
-    admins: list[str] = Field(default_factory=list)
+    hosts: list[str] = Field(default_factory=lambda: ["localhost"], min_length=1,
+                             description="hosted domains (virtual hosts)")
+    data_dir: Path = Field(Path("data"), description="database, certificates, secrets")
+    admins: list[str] = Field(default_factory=list,
+                              description="bare JIDs allowed to run admin commands (XEP-0133)")
     modules: list[str] | None = Field(
-        None, description="feature modules to enable; None = the default set"
-    )
-    module_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+        None, description="feature modules to enable; unset = the default set")
+    module_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-module options, see below")
     c2s: C2SConfig = Field(default_factory=C2SConfig)  # type: ignore[arg-type]
-    tls: TLSConfig = Field(default_factory=TLSConfig)
+    tls: TLSConfig = Field(default_factory=TLSConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
-    log: LogConfig = Field(default_factory=LogConfig)
+    log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 
     @field_validator("hosts")
     @classmethod
