@@ -47,11 +47,14 @@ class ServerProcess:
         self.bind = bind
         self.port = free_port()
         self.tls_port = free_port()
-        self.config_path: Path | None = None
-        if config_text is not None:
-            self.config_path = data_dir / "blether.toml"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            self.config_path.write_text(config_text)
+        # Test servers do not federate unless a test configures s2s: otherwise each would
+        # bind the real port 5269 and could try to reach real domains.
+        text = config_text or ""
+        if "module_options.s2s" not in text and "s2s" not in text.split("[module_options]")[-1]:
+            text += "\n[module_options.s2s]\nenabled = false\n"
+        self.config_path: Path | None = data_dir / "blether.toml"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
         self._users = itertools.count(1)
@@ -264,3 +267,222 @@ class Client(slixmpp.ClientXMPP):
 
 def ns(tag: str, namespace: str = CLIENT_NS) -> str:
     return f"{{{namespace}}}{tag}"
+
+
+# -- roster and presence helpers (RFC 6121 §2-§4) -------------------------------------------
+
+ROSTER_NS = "jabber:iq:roster"
+
+
+def bare(client: Client) -> str:
+    return str(client.boundjid.bare)
+
+
+def full(client: Client) -> str:
+    return str(client.boundjid.full)
+
+
+def roster_items(iq: ET.Element) -> list[ET.Element]:
+    """The <item/>s of a roster result or push."""
+    query = iq.find(ns("query", ROSTER_NS))
+    return [] if query is None else list(query.findall(ns("item", ROSTER_NS)))
+
+
+def is_roster_push(jid: str | None = None, **attrs: str | None) -> Callable[[ET.Element], bool]:
+    """Matches a roster push whose single item is `jid` with exactly these attribute values
+    (None: the attribute must be absent, e.g. `ask=None`)."""
+    def match(el: ET.Element) -> bool:
+        if el.tag != ns("iq") or el.attrib.get("type") != "set":
+            return False
+        items = roster_items(el)
+        if len(items) != 1 or (jid is not None and items[0].attrib.get("jid") != jid):
+            return False
+        return all(items[0].attrib.get(k) == v for k, v in attrs.items())
+    return match
+
+
+async def expect_push(client: Client, jid: str, timeout: float = 5.0,
+                      **attrs: str | None) -> ET.Element:
+    """Wait for the roster push of `jid` (see is_roster_push); returns its <item/>."""
+    el = await client.expect(where=is_roster_push(jid, **attrs), timeout=timeout)
+    assert el.attrib.get("from") in (None, bare(client)), "push from someone else"
+    return roster_items(el)[0]
+
+
+async def get_roster(client: Client, iq_id: str = "roster", ver: str | None = None
+                     ) -> ET.Element:
+    """Roster get (RFC 6121 §2.2); makes the resource interested in pushes."""
+    attr = "" if ver is None else f" ver='{ver}'"
+    reply = await client.query(f"<iq type='get' id='{iq_id}'>"
+                               f"<query xmlns='{ROSTER_NS}'{attr}/></iq>")
+    assert reply.attrib["type"] == "result", ET.tostring(reply, encoding="unicode")
+    return reply
+
+
+async def go_online(client: Client) -> None:
+    """Fetch the roster, send initial presence, wait for its echo (RFC 6121 §4.2)."""
+    await get_roster(client, "go-online")
+    await client.send_xml("<presence/>")
+    await client.expect(f"<presence from='{full(client)}'/>")
+
+
+async def subscribe_to(a: Client, b: Client) -> None:
+    """`a` subscribes to `b`'s presence and `b` approves (RFC 6121 §3.1); both available."""
+    await a.send_xml(f"<presence to='{bare(b)}' type='subscribe'/>")
+    await b.expect(f"<presence from='{bare(a)}' type='subscribe'/>")
+    await b.send_xml(f"<presence to='{bare(a)}' type='subscribed'/>")
+    await a.expect(f"<presence from='{bare(b)}' type='subscribed'/>")
+
+
+# -- federation helpers (s2s): ports on other loopback addresses, a test CA, a scripted peer ---
+
+def free_port_on(host: str) -> int:
+    """A free TCP port on `host` (any 127.0.0.0/8 address)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class CertificateAuthority:
+    """A throw-away certificate authority issuing s2s certificates (serverAuth + clientAuth)."""
+
+    def __init__(self, directory: Path) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Blether Test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(minutes=5))
+                     .not_valid_after(now + datetime.timedelta(days=2))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                     .sign(self.key, hashes.SHA256()))
+        self.path = directory / "ca.pem"
+        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, domain: str) -> tuple[Path, Path]:
+        """Certificate and key files for `domain` (dNSName SAN), signed by this CA."""
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+                .sign(self.key, hashes.SHA256()))
+        cert_path, key_path = self.dir / f"{domain}.crt", self.dir / f"{domain}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+
+class DialbackAuthority:
+    """The authoritative server of a scripted remote domain (XEP-0220 §2.2.2): accepts the
+    receiving server's connection (STARTTLS, self-signed certificate), answers <db:verify/>
+    with its own XEP-0185 keys and accepts any <db:result/> sent to it."""
+
+    def __init__(self, domain: str, host: str, directory: Path, secret: str = "peer-secret"
+                 ) -> None:
+        from blether.transport.tls import make_self_signed
+
+        self.domain = domain
+        self.host = host
+        self.port = free_port_on(host)
+        self.secret = secret
+        self.cert, self.key = directory / f"{domain}.crt", directory / f"{domain}.key"
+        make_self_signed(domain, self.cert, self.key)
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.verified: list[tuple[str, str]] = []     # (key, verdict) answered
+
+    def key_for(self, receiving: str, stream_id: str) -> str:
+        from blether.s2s.dialback import generate_key
+
+        return generate_key(self.secret, receiving, self.domain, stream_id)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for w in list(self.writers):
+            w.close()
+        await asyncio.sleep(0.1)   # let the handlers see EOF and return
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from blether.s2s.dialback import check_key
+        from blether.xml.element import serialize
+        from blether.xml.parser import ElementParsed, StreamHeader, XMLStreamParser
+
+        self.writers.add(writer)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        parser = XMLStreamParser()
+        prefixes = {"jabber:server:dialback": "db"}
+
+        def head(to: str) -> bytes:
+            return (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                    f"xmlns:stream='http://etherx.jabber.org/streams' "
+                    f"xmlns:db='jabber:server:dialback' id='auth{id(parser)}' "
+                    f"from='{self.domain}' to='{to}' version='1.0'>").encode()
+
+        try:
+            while data := await reader.read(65536):
+                for ev in parser.feed(data):
+                    if isinstance(ev, StreamHeader):
+                        feats = ("<dialback xmlns='urn:xmpp:features:dialback'><errors/>"
+                                 "</dialback>" if writer.get_extra_info("ssl_object") else
+                                 "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
+                                 "<required/></starttls>")
+                        writer.write(head(ev.attrs.get("from", "")) +
+                                     f"<stream:features>{feats}</stream:features>".encode())
+                        continue
+                    if not isinstance(ev, ElementParsed):
+                        return
+                    el = ev.element
+                    if el.name == "starttls":
+                        writer.write(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                        await writer.start_tls(ctx)
+                        parser.reset()
+                        break
+                    if el.name not in ("verify", "result") or "type" in el.attrs:
+                        continue
+                    frm, to = el.attrs["from"], el.attrs["to"]
+                    if el.name == "result":
+                        verdict = "valid"
+                        answer = el.__class__("result", el.xmlns,
+                                              {"from": to, "to": frm, "type": verdict})
+                    else:
+                        ok = check_key(self.secret, frm, to, el.attrs["id"], el.text)
+                        verdict = "valid" if ok else "invalid"
+                        self.verified.append((el.text, verdict))
+                        answer = el.__class__("verify", el.xmlns, {
+                            "from": to, "to": frm, "id": el.attrs["id"], "type": verdict})
+                    writer.write(serialize(answer, "jabber:server", prefixes=prefixes).encode())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()

@@ -300,9 +300,11 @@ class C2SConnection:
         # through TLS (RFC 6120 §5.4.3.3; the STARTTLS command-injection class).
         self.reader._buffer.clear()  # type: ignore[attr-defined]
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(self.tls.client_context),
-                self.cfg.limits.tls_handshake_timeout)
+            # Not wrapped in wait_for: on 3.11 that runs start_tls in a new task, and the
+            # client's first TLS record can then be read by the plaintext reader (a hang).
+            await self.writer.start_tls(
+                self.tls.client_context,
+                ssl_handshake_timeout=self.cfg.limits.tls_handshake_timeout)
         except (TimeoutError, ssl.SSLError, ConnectionError) as exc:
             log.info("%s TLS handshake failed: %s", self.label, exc)
             self._closing = True
