@@ -486,3 +486,125 @@ class DialbackAuthority:
         finally:
             self.writers.discard(writer)
             writer.close()
+
+
+# -- external components (XEP-0114): a raw component that sends exactly what it is told -------
+
+class RawComponent:
+    """A minimal `jabber:component:accept` peer over TCP for component tests: header,
+    handshake (right or wrong), then raw stanzas; replies parsed with the project's parser."""
+
+    STREAMS = "http://etherx.jabber.org/streams"
+    STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from blether.xml.parser import ParserLimits, XMLStreamParser
+
+        self.reader, self.writer = reader, writer
+        self.parser = XMLStreamParser(ParserLimits(1 << 24, 1000, 1000, 1_000_000, 65536))
+        self.events: list[Any] = []
+        self.received = bytearray()
+        self.stream_id = ""
+        self.eof = False
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawComponent:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        return cls(reader, writer)
+
+    async def send(self, data: str | bytes) -> None:
+        self.writer.write(data.encode() if isinstance(data, str) else data)
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+
+    async def next(self, timeout: float = 5.0) -> Any:
+        """The next StreamHeader, Element or StreamFooter; None once TCP is closed."""
+        from blether.xml.parser import ElementParsed
+
+        deadline = time.monotonic() + timeout
+        while not self.events:
+            if self.eof:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"nothing within {timeout}s; so far: "
+                                     f"{bytes(self.received)[-1500:]!r}")
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), remaining)
+            except TimeoutError:
+                continue
+            except (ConnectionError, OSError):
+                data = b""
+            if not data:
+                self.eof = True
+                continue
+            self.received += data
+            self.events += [e.element if isinstance(e, ElementParsed) else e
+                            for e in self.parser.feed(data)]
+        return self.events.pop(0)
+
+    async def open(self, domain: str) -> Any:
+        """Send the XEP-0114 §3 header for `domain`; return the server's header."""
+        from blether.xml.parser import StreamHeader
+
+        await self.send("<stream:stream xmlns='jabber:component:accept' "
+                        f"xmlns:stream='{self.STREAMS}' to='{domain}'>")
+        head = await self.next()
+        assert isinstance(head, StreamHeader), f"expected the server's header, got {head!r}"
+        self.stream_id = head.attrs.get("id", "")
+        return head
+
+    async def handshake(self, secret: str) -> None:
+        """Send hex(SHA-1(stream id + secret)) (XEP-0114 §3)."""
+        import hashlib
+
+        digest = hashlib.sha1((self.stream_id + secret).encode()).hexdigest()
+        await self.send(f"<handshake>{digest}</handshake>")
+
+    async def login(self, domain: str, secret: str) -> None:
+        """Header and handshake; asserts the server's empty <handshake/>."""
+        await self.open(domain)
+        await self.handshake(secret)
+        reply = await self.next()
+        assert getattr(reply, "name", None) == "handshake" and not reply.children, \
+            f"handshake refused: {bytes(self.received)[-1000:]!r}"
+
+    async def stanza(self, where: Callable[[Any], bool] | None = None,
+                     timeout: float = 5.0) -> Any:
+        """The next element satisfying `where` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = await self.next(max(0.01, deadline - time.monotonic()))
+            if ev is None:
+                raise AssertionError(f"closed; so far: {bytes(self.received)[-1500:]!r}")
+            if hasattr(ev, "name") and hasattr(ev, "children") and (where is None or where(ev)):
+                return ev
+
+    async def stream_error(self, timeout: float = 5.0) -> str:
+        """Read up to the stream error; assert the closing tag and TCP close follow; return
+        the condition."""
+        from blether.xml.parser import StreamFooter, StreamHeader
+
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = await self.next(max(0.01, deadline - time.monotonic()))
+            if isinstance(ev, StreamHeader):
+                continue
+            assert ev is not None, f"closed without a stream error: {bytes(self.received)!r}"
+            if getattr(ev, "xmlns", None) == self.STREAMS and ev.name == "error":
+                break
+            if getattr(ev, "name", None) in ("message", "presence", "iq"):
+                continue
+            raise AssertionError(f"expected a stream error, got {ev!r}")
+        conds = [c.name for c in ev.elements()
+                 if c.xmlns == self.STREAM_ERRORS and c.name != "text"]
+        footer = await self.next(max(0.01, deadline - time.monotonic()))
+        assert isinstance(footer, StreamFooter), f"no </stream:stream> after the error: {footer!r}"
+        assert await self.next(max(0.01, deadline - time.monotonic())) is None, "TCP still open"
+        assert len(conds) == 1, ev
+        return conds[0]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)

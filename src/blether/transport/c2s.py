@@ -295,6 +295,9 @@ class C2SConnection:
             self.write(self.stream.element(Element("failure", ns.TLS)) + self.stream.footer())
             self._closing = True
             return True
+        # Stop reading before <proceed/>: the client's TLS ClientHello must reach the TLS
+        # layer, never the plaintext StreamReader. start_tls resumes reading itself.
+        self.writer.transport.pause_reading()
         self._write_now(self.stream.element(Element("proceed", ns.TLS)))
         # Plaintext the client sent after <starttls/> must not be read as if it came
         # through TLS (RFC 6120 §5.4.3.3; the STARTTLS command-injection class).
