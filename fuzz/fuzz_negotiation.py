@@ -223,7 +223,7 @@ class Negotiator:
             if self.sasl is None:
                 raise SASLFailure("malformed-request")
             payload = neg.decode_sasl_payload(el)
-            if isinstance(self.sasl, ScramServerSession) and self.sasl._server is None:
+            if isinstance(self.sasl, ScramServerSession) and not self.sasl.started:
                 return run_sync(self.sasl.start(payload))
             return run_sync(self.sasl.step(payload))
         self.end(StreamError("unsupported-stanza-type"))

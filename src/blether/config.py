@@ -70,8 +70,9 @@ class LimitsConfig(_Section):
     outbound_buffer_bytes: int = Field(
         2 * 1024 * 1024, ge=65536,
         description="bytes queued to a client that is not reading before it is disconnected")
-    c2s_read_rate: int = Field(0, ge=0, description="bytes/s read per connection, bursts of "
-                               "2 s; reading pauses beyond it; 0 = unlimited")
+    c2s_read_rate: int = Field(10240, ge=0, description="bytes/s read per connection "
+                               "once authenticated, bursts of 2 s; reading pauses beyond it; "
+                               "0 = unlimited")
 
 
 class StorageConfig(_Section):

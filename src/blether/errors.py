@@ -6,6 +6,8 @@ this module builds error XML by hand.
 
 from __future__ import annotations
 
+import re
+
 from blether import ns
 from blether.xml.element import Element
 
@@ -16,7 +18,7 @@ DEFAULT_ERROR_TYPE: dict[str, str] = {
     "feature-not-implemented": "cancel",
     "forbidden": "auth",
     "gone": "cancel",
-    "internal-server-error": "wait",
+    "internal-server-error": "cancel",
     "item-not-found": "cancel",
     "jid-malformed": "modify",
     "not-acceptable": "modify",
@@ -34,6 +36,14 @@ DEFAULT_ERROR_TYPE: dict[str, str] = {
     "undefined-condition": "cancel",
     "unexpected-request": "wait",
 }
+
+_NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str | None) -> str | None:
+    """Error texts may quote client input: replace characters XML 1.0 cannot carry."""
+    return None if text is None else _NOT_XML_CHARS.sub("\ufffd", text)
+
 
 STREAM_CONDITIONS = frozenset(
     {
@@ -57,7 +67,7 @@ class StreamError(Exception):
             raise ValueError(f"unknown stream error condition {condition!r}")
         super().__init__(f"{condition}: {text}" if text else condition)
         self.condition = condition
-        self.text = text
+        self.text = xml_safe(text)
         self.app = app
 
     def to_element(self) -> Element:
@@ -80,7 +90,7 @@ class StanzaError(Exception):
             raise ValueError(f"unknown stanza error condition {condition!r}")
         super().__init__(f"{condition}: {text}" if text else condition)
         self.condition = condition
-        self.text = text
+        self.text = xml_safe(text)
         self.type = type or DEFAULT_ERROR_TYPE[condition]
         self.app = app
         self.by = by
@@ -114,7 +124,7 @@ class SASLFailure(Exception):
             raise ValueError(f"unknown SASL condition {condition!r}")
         super().__init__(f"{condition}: {text}" if text else condition)
         self.condition = condition
-        self.text = text
+        self.text = xml_safe(text)
 
     def to_element(self) -> Element:
         el = Element("failure", ns.SASL)

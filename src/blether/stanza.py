@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from blether import ns
 from blether.errors import StanzaError
-from blether.xml.element import Element
+from blether.xml.element import Element, serialize
 
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 CONTENT_NAMESPACES = frozenset({ns.CLIENT, ns.SERVER, ns.COMPONENT})
@@ -40,11 +40,14 @@ def iq_result(request: Element, *children: Element) -> Element:
     return Element("iq", request.xmlns, attrs, list(children))
 
 
-def error_reply(stanza: Element, error: StanzaError, *, from_: str | None = None) -> Element:
-    """The error reply to `stanza` (RFC 6120 §8.3.1): same id, to/from swapped, original payload.
+ECHO_LIMIT = 8192  # bytes of the original payload an error reply may carry back
 
-    The original child elements are kept (as RFC 6120 §8.3.1 allows) except for message bodies
-    of large stanzas, which is the sender's own content anyway.
+
+def error_reply(stanza: Element, error: StanzaError, *, from_: str | None = None) -> Element:
+    """The error reply to `stanza` (RFC 6120 §8.3.1): same id, to/from swapped.
+
+    The original payload is included (RFC 6120 §8.3.1 allows it, and clients use it to match
+    the failure) unless it is large: bouncing a 200 KB message must not send 200 KB back.
     """
     attrs: dict[str, str] = {"type": "error"}
     sid = stanza.attrs.get("id")
@@ -56,8 +59,14 @@ def error_reply(stanza: Element, error: StanzaError, *, from_: str | None = None
         attrs["to"] = frm
     if to:
         attrs["from"] = to
-    children: list[Element | str] = [c for c in stanza.children if isinstance(c, Element)
-                                     and c.name != "error"]
+    payload = [c for c in stanza.children if isinstance(c, Element) and c.name != "error"]
+    size = 0
+    for child in payload:
+        size += len(serialize(child, stanza.xmlns))
+        if size > ECHO_LIMIT:
+            payload = []
+            break
+    children: list[Element | str] = list(payload)
     children.append(error.to_element(stanza.xmlns))
     return Element(stanza.name, stanza.xmlns, attrs, children)
 

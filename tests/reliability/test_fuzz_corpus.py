@@ -72,18 +72,12 @@ def condition(*reads: bytes) -> str | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: XMLStreamParser._expat_error does not flush "
-                   "expat's buffered text first, so text between stanzas is not reported when "
-                   "the same read also holds malformed markup (fuzz crash-1ef95c54, -cafe95bf)")
 def test_text_between_stanzas_is_reported_whatever_follows_it() -> None:
     data = HEADER + b"<presence/>junk<a b='1'c/>"
     assert condition(data[:len(HEADER) + 15], data[len(HEADER) + 15:]) == "bad-format"
     assert condition(data) == "bad-format"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: XMLStreamParser.feed hands an incomplete UTF-8 "
-                   "sequence at the end of a read to expat, which calls it an invalid token "
-                   "before the next read shows it is not UTF-8 (fuzz crash-d962801e)")
 def test_invalid_utf8_condition_does_not_depend_on_read_sizes() -> None:
     data = HEADER + b"<message a=\xdc\xca/>"
     cut = data.index(b"\xdc") + 1
@@ -91,10 +85,6 @@ def test_invalid_utf8_condition_does_not_depend_on_read_sizes() -> None:
     assert condition(data[:cut], data[cut:]) == "unsupported-encoding"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a NUL among the first bytes makes expat "
-                   "autodetect UTF-16 despite ParserCreate('UTF-8'), and ASCII-only UTF-16 "
-                   "passes the UTF-8 pre-check: a UTF-16 stream is accepted (RFC 6120 §11.6, "
-                   "SECURITY.md point 4; fuzz crash-d3e12020)")
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
 def test_utf16_stream_is_refused(encoding: str) -> None:
     data = (HEADER.decode() + "<message to='a@localhost'><body>hi</body></message>").encode(
@@ -102,10 +92,6 @@ def test_utf16_stream_is_refused(encoding: str) -> None:
     assert condition(data) == "unsupported-encoding"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ScramServerSession.start (stream/sasl.py) puts the "
-                   "client's channel-binding name into the failure text and the serializer "
-                   "writes control characters XML forbids: the server sends not-well-formed "
-                   "XML (fuzz negotiation crash-413e2dfd)")
 def test_sasl_failure_text_is_well_formed_xml() -> None:
     from blether import ns
     from blether.errors import SASLFailure

@@ -174,8 +174,6 @@ def test_defaults_are_the_security_md_values() -> None:
     assert lim.connections_per_ip == 32 and lim.negotiation_timeout == 60.0
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented: LimitsConfig.c2s_read_rate defaults "
-                   "to 0 (unlimited); SECURITY.md's default is 10 kB/s with a 2 s burst")
 def test_default_read_rate_is_10_kb_per_second() -> None:
     assert LimitsConfig().c2s_read_rate == 10_000
 

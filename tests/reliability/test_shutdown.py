@@ -140,9 +140,6 @@ async def test_a_laggard_connection_does_not_spoil_the_shutdown(
         await clients.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on SIGTERM C2SListener.shutdown() closes every "
-                   "stream before any session ends, so the unavailable presence generated at "
-                   "session end (RFC 6121 §4.5.3) reaches no contact")
 async def test_contacts_are_told_sessions_went_unavailable(server: ServerProcess,
                                                            tmp_path: Path) -> None:
     users = ["alice@localhost", "bob@localhost", "carol@localhost"]

@@ -55,7 +55,10 @@ class Router:
             if claimed != session.jid and claimed != session.bare:
                 log.info("[%s %s] client claimed from=%r; stamped with its own JID",
                          session.id, session.jid, frm)
-        stanza = stanza.with_attrs(**{"from": str(session.jid)})
+        if "xml:lang" in stanza.attrs:
+            stanza = stanza.with_attrs(**{"from": str(session.jid)})
+        else:  # RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's default
+            stanza = stanza.with_attrs(**{"from": str(session.jid), "xml:lang": session.lang})
         stype = stanza_type(stanza)
         to: JID | None = None
         to_text = stanza.attrs.get("to")

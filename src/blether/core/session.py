@@ -30,6 +30,7 @@ class Session(abc.ABC):
         self.directed: set[JID] = set()   # entities that got directed presence (§4.6)
         self.closed = False
         self.last_active = time.monotonic()   # last time bytes arrived from the client
+        self.lang = "en"                      # stream's default xml:lang (RFC 6120 §8.1.5)
         self.data: dict[str, Any] = {}    # per-feature state, keyed by module name
 
     @abc.abstractmethod

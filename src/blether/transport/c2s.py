@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from blether import ns
 from blether.core import events
@@ -189,15 +189,23 @@ class C2SConnection:
 
     async def _cleanup(self) -> None:
         self._closing = True
-        session, self.session = self.session, None
-        if session is not None:
-            session.closed = True
-            if self.s.sessions.remove(session):
-                await self.s.hooks.notify(events.SESSION_ENDED,
-                                          events.SessionEnded(session, self._end_reason))
+        await self.end_session(self._end_reason)
         self._flush()
         with contextlib.suppress(Exception):
             self.writer.close()
+
+    async def end_session(self, reason: str) -> None:
+        """Unregister the bound session (once) and tell the features it ended."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        session.closed = True
+        if self.s.sessions.remove(session):
+            await self.s.hooks.notify(events.SESSION_ENDED, events.SessionEnded(session, reason))
+
+    def abort(self) -> None:
+        self._closing = True
+        self.writer.transport.abort()
 
     async def close(self, error: StreamError | None = None) -> None:
         """Server-initiated close: error (if any), closing tag, then TCP close."""
@@ -228,7 +236,8 @@ class C2SConnection:
         el = event
         if self.stage is neg.Stage.BOUND:
             if el.name in STANZA_NAMES and el.xmlns == ns.CLIENT:
-                assert self.session is not None
+                if self.session is None:
+                    return False  # the session was ended (shutdown); the stream closes next
                 if el.name == "iq" and self._legacy_session(el):
                     return False
                 await self.s.router.from_session(self.session, el)
@@ -297,7 +306,7 @@ class C2SConnection:
             return True
         # Stop reading before <proceed/>: the client's TLS ClientHello must reach the TLS
         # layer, never the plaintext StreamReader. start_tls resumes reading itself.
-        self.writer.transport.pause_reading()
+        cast(asyncio.Transport, self.writer.transport).pause_reading()
         self._write_now(self.stream.element(Element("proceed", ns.TLS)))
         # Plaintext the client sent after <starttls/> must not be read as if it came
         # through TLS (RFC 6120 §5.4.3.3; the STARTTLS command-injection class).
@@ -374,7 +383,7 @@ class C2SConnection:
             if self.sasl is None:
                 raise SASLFailure("malformed-request", "no exchange under way")
             payload = neg.decode_sasl_payload(el)
-            if isinstance(self.sasl, ScramServerSession) and self.sasl._server is None:
+            if isinstance(self.sasl, ScramServerSession) and not self.sasl.started:
                 return await self.sasl.start(payload)
             return await self.sasl.step(payload)
         raise StreamError("unsupported-stanza-type", f"unexpected SASL element <{el.name}/>")
@@ -435,6 +444,7 @@ class C2SConnection:
             await self.s.hooks.notify(events.SESSION_ENDED, events.SessionEnded(old, "replaced"))
             await old.close(StreamError("conflict", "Replaced by new connection"))
         session = C2SSession(self, jid)
+        session.lang = self.stream.lang
         self.session = session
         self.s.sessions.add(session)
         self.stage = neg.Stage.BOUND

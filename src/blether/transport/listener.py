@@ -92,14 +92,29 @@ class C2SListener:
             server.close()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """RFC 6120 §4.9.3.22: tell every client <system-shutdown/>, then wait for them."""
+        """RFC 6120 §4.9.3.22: end every session, then tell each client <system-shutdown/>.
+
+        Sessions end first, while every stream is still open, so the unavailable presence
+        the presence feature sends for each of them still reaches contacts on this server.
+        """
         self.stop_accepting()
-        for conn in list(self.connections):
+        conns = list(self.connections)
+        for conn in conns:
+            await conn.end_session("shutdown")
+        for conn in conns:
             await conn.close(StreamError("system-shutdown", "Server is shutting down"))
         if self.tasks:
             _done, pending = await asyncio.wait(list(self.tasks), timeout=timeout)
+            if pending:
+                # Clients that neither read nor close: drop them so their tasks finish their
+                # own cleanup normally instead of being cancelled in the middle of it.
+                for conn in list(self.connections):
+                    conn.abort()
+                _done, pending = await asyncio.wait(pending, timeout=1.0)
             for t in pending:
                 t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
         for server in self.servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)

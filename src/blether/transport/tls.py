@@ -140,8 +140,11 @@ class TLSManager:
         if ssl_object is None:
             return {}
         out: dict[str, bytes] = {}
-        cert = self.certs.get(domain) or self.certs[self.default_domain]
-        out["tls-server-end-point"] = cert.end_point_hash
+        # The certificate the handshake actually presented (chosen by SNI), which is not
+        # necessarily the stream domain's: RFC 5929 §4 binds to what the client saw.
+        presented = next((c for c in self.certs.values() if c.context is ssl_object.context),
+                         self.certs[self.default_domain])
+        out["tls-server-end-point"] = presented.end_point_hash
         if ssl_object.version() != "TLSv1.3":
             unique = ssl_object.get_channel_binding("tls-unique")
             if unique:

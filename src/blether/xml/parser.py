@@ -227,6 +227,7 @@ class XMLStreamParser:
         self._fresh = False  # no event since the last start tag
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._utf8_pending = 0
+        self._held = b""  # trailing bytes of an incomplete UTF-8 sequence
 
     # -- feeding --------------------------------------------------------------------------
 
@@ -242,12 +243,29 @@ class XMLStreamParser:
                 if data.strip(_WS_BYTES):
                     raise NotWellFormed("data after the end of the stream")
                 return events
-            bad = self._utf8_error(data)
-            if bad < 0:
-                self._feed(data)
-            else:
-                self._feed(data[:bad])
+            # A NUL is never XML; early in a stream it makes expat guess UTF-16 despite the
+            # forced UTF-8 (a parser differential, SECURITY.md point 4). Only the bytes
+            # before it are looked at, in the same order whatever the read sizes.
+            nul = data.find(b"\x00")
+            head = data if nul < 0 else data[:nul]
+            bad = self._utf8_error(head)
+            if bad >= 0:
+                # Held-back bytes belong to the invalid sequence when it starts the read.
+                self._feed(self._held + head[:bad] if bad > 0 else b"")
                 raise UnsupportedEncoding(f"invalid UTF-8 at byte {self._fed}")
+            # Hold back an incomplete UTF-8 sequence at the end of the read until the next
+            # read completes it, so errors never depend on how TCP split the bytes.
+            buf = self._held + head if self._held else head
+            pending = self._utf8_pending
+            if pending:
+                self._held, buf = buf[-pending:], buf[:-pending]
+            else:
+                self._held = b""
+            self._feed(buf)
+            if nul >= 0:
+                if pending or not self._header_done:
+                    raise UnsupportedEncoding("NUL byte: the stream is not UTF-8")
+                raise NotWellFormed("NUL byte in the stream")
         except XMLError as exc:
             exc.events = events
             self._error = exc
@@ -308,6 +326,13 @@ class XMLStreamParser:
             self._at_tag = True
 
     def _expat_error(self, exc: expat.ExpatError) -> XMLError:
+        # Text expat buffered before the bad markup is reported first (toggling buffer_text
+        # flushes it to our handler), so the error never depends on how reads were split.
+        try:
+            self._p.buffer_text = False
+            self._p.buffer_text = True
+        except XMLError as flushed:
+            return flushed
         code = exc.code
         msg = f"{expat.errors.messages[code]} (line {exc.lineno}, column {exc.offset})"
         if code in _RESTRICTED:

@@ -1,0 +1,115 @@
+"""HookBus (DESIGN.md §4): typed hooks, priority order, `fire` stops at the first handler that
+handles the event, `notify` runs all, a failing handler is logged and contained."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from blether.core.hooks import Hook, HookBus
+
+H: Hook[list[str]] = Hook("test-hook")
+OTHER: Hook[list[str]] = Hook("other-hook")
+
+
+def recorder(name: str, result: bool | None = None):  # type: ignore[no-untyped-def]
+    async def handler(trace: list[str]) -> bool | None:
+        trace.append(name)
+        return result
+
+    return handler
+
+
+async def test_higher_priority_runs_first_and_ties_keep_insertion_order() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("low"), priority=-5)
+    bus.add(H, recorder("first-zero"))
+    bus.add(H, recorder("high"), priority=10)
+    bus.add(H, recorder("second-zero"))
+    trace: list[str] = []
+    assert await bus.fire(H, trace) is False
+    assert trace == ["high", "first-zero", "second-zero", "low"]
+
+
+async def test_fire_stops_at_the_first_true() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("a", None), priority=3)
+    bus.add(H, recorder("b", True), priority=2)
+    bus.add(H, recorder("c", True), priority=1)
+    trace: list[str] = []
+    assert await bus.fire(H, trace) is True
+    assert trace == ["a", "b"]
+
+
+async def test_notify_runs_every_handler_whatever_they_return() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("a", True))
+    bus.add(H, recorder("b", False))
+    trace: list[str] = []
+    await bus.notify(H, trace)
+    assert trace == ["a", "b"]
+
+
+async def test_no_handlers() -> None:
+    bus = HookBus()
+    assert await bus.fire(H, []) is False
+    await bus.notify(H, [])
+    assert not bus.has(H)
+
+
+async def test_failing_handler_is_logged_and_contained(caplog: pytest.LogCaptureFixture) -> None:
+    bus = HookBus()
+
+    async def broken(trace: list[str]) -> bool:
+        raise RuntimeError("boom")
+
+    bus.add(H, broken, priority=5)
+    bus.add(H, recorder("after", True))
+    trace: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="blether.core.hooks"):
+        assert await bus.fire(H, trace) is True
+    assert trace == ["after"]
+    assert "test-hook" in caplog.text and "boom" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="blether.core.hooks"):
+        await bus.notify(H, trace)
+    assert trace == ["after", "after"] and "boom" in caplog.text
+
+
+async def test_hooks_are_separate() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("h", True))
+    trace: list[str] = []
+    assert await bus.fire(OTHER, trace) is False and trace == []
+
+
+async def test_remove_owner_removes_only_that_owners_handlers() -> None:
+    bus = HookBus()
+    mod_a, mod_b = object(), object()
+    bus.add(H, recorder("a"), owner=mod_a)
+    bus.add(OTHER, recorder("a-other"), owner=mod_a)
+    bus.add(H, recorder("b"), owner=mod_b)
+    bus.remove_owner(mod_a)
+    trace: list[str] = []
+    await bus.notify(H, trace)
+    await bus.notify(OTHER, trace)
+    assert trace == ["b"]
+    assert not bus.has(OTHER) and bus.has(H)
+
+
+async def test_handler_added_during_fire_does_not_run_in_that_round() -> None:
+    bus = HookBus()
+
+    async def adder(trace: list[str]) -> None:
+        trace.append("adder")
+        bus.add(H, recorder("late"))
+
+    bus.add(H, adder)
+    trace: list[str] = []
+    await bus.fire(H, trace)
+    assert trace == ["adder"]
+
+
+def test_hook_repr_names_it() -> None:
+    assert repr(H) == "Hook(test-hook)"
