@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint check fuzz bench clean
+FUZZ_SECONDS ?= 60
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,13 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff check src tests examples bench fuzz
 	$(BIN)/mypy
+
+# Every atheris target for FUZZ_SECONDS each; a crash fails and is saved in fuzz/crashes/.
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 check: lint test
 

@@ -100,10 +100,11 @@ def serve(
     })
     _setup_logging(cfg.log.level)
     from blether.app import run_server
+    from blether.core.modules import ModuleError
 
     try:
         _run(lambda: run_server(cfg))
-    except OSError as exc:
+    except (OSError, ModuleError) as exc:
         typer.secho(f"cannot start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 

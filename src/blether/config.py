@@ -64,13 +64,16 @@ class LimitsConfig(_Section):
     auth_ban_time: float = Field(900.0, ge=0, description="seconds an IP is refused "
                                  "(temporary-auth-failure, before any hashing)")
     connections_per_ip: int = Field(32, ge=1, description="concurrent c2s connections per IP")
+    connection_rate_per_ip: float = Field(
+        10.0, ge=0, description="new c2s connections per second per IP (bursts of as many); "
+        "0 = unlimited")
     negotiation_timeout: float = Field(60.0, gt=0, description="seconds from connect to bound "
                                        "session (connection-timeout)")
     tls_handshake_timeout: float = Field(30.0, gt=0, description="seconds")
     outbound_buffer_bytes: int = Field(
         2 * 1024 * 1024, ge=65536,
         description="bytes queued to a client that is not reading before it is disconnected")
-    c2s_read_rate: int = Field(10240, ge=0, description="bytes/s read per connection "
+    c2s_read_rate: int = Field(10000, ge=0, description="bytes/s read per connection "
                                "once authenticated, bursts of 2 s; reading pauses beyond it; "
                                "0 = unlimited")
 

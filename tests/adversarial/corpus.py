@@ -116,7 +116,9 @@ class Delivered(Expect):
         got = await victim.element()
         [original] = [e.element for e in _client_parser().feed(sent)
                       if isinstance(e, ElementParsed)]
-        expected = original.with_attrs({"from": ctx.me, **self.also})
+        # RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's default ('en' here).
+        lang = {} if "xml:lang" in original.attrs else {"xml:lang": "en"}
+        expected = original.with_attrs({"from": ctx.me, **lang, **self.also})
         assert got == expected, f"\nsent:     {original!r}\nreceived: {got!r}"
         await victim.silence(0.3)
         events = _client_parser().feed(bytes(victim.received[before:]))

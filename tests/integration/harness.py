@@ -36,11 +36,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RELAXED_LIMITS = {"connection_rate_per_ip": "0", "c2s_read_rate": "0"}
+
+
+def relax_single_ip_limits(text: str, keys: tuple[str, ...] = tuple(RELAXED_LIMITS)) -> str:
+    """Lift the per-IP connection rate and the per-connection read rate, unless set.
+
+    Every test client comes from one loopback address and some tests move megabytes through
+    one stream: production defaults (10 connections/s per IP, 10 kB/s per connection) would
+    make unrelated tests slow or flaky. Tests of those limits pass `relaxed=False`.
+    """
+    lines = [f"{k} = {v}" for k, v in RELAXED_LIMITS.items() if k in keys and k not in text]
+    if not lines:
+        return text
+    if "[limits]\n" in text:
+        return text.replace("[limits]\n", "[limits]\n" + "\n".join(lines) + "\n", 1)
+    return text + "\n[limits]\n" + "\n".join(lines) + "\n"
+
+
 class ServerProcess:
     """`blether serve` on free ports with its own data directory."""
 
     def __init__(self, data_dir: Path, domains: tuple[str, ...] = ("localhost",),
-                 config_text: str | None = None, bind: str = "127.0.0.1") -> None:
+                 config_text: str | None = None, bind: str = "127.0.0.1",
+                 relaxed: bool | tuple[str, ...] = True) -> None:
         self.data_dir = data_dir
         self.domains = domains
         self.domain = domains[0]
@@ -52,6 +71,9 @@ class ServerProcess:
         text = config_text or ""
         if "module_options.s2s" not in text and "s2s" not in text.split("[module_options]")[-1]:
             text += "\n[module_options.s2s]\nenabled = false\n"
+        if relaxed:
+            text = relax_single_ip_limits(
+                text, tuple(RELAXED_LIMITS) if relaxed is True else relaxed)
         self.config_path: Path | None = data_dir / "blether.toml"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(text)

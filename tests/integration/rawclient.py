@@ -365,10 +365,12 @@ NO_FEDERATION = "[module_options.s2s]\nenabled = false\n"
 
 @contextlib.contextmanager
 def running_server(data_dir: Path, config_text: str | None = None,
-                   domains: tuple[str, ...] = ("localhost",)) -> Iterator[ServerProcess]:
+                   domains: tuple[str, ...] = ("localhost",),
+                   relaxed: bool | tuple[str, ...] = True) -> Iterator[ServerProcess]:
     """A server with its own configuration; on exit it must stop cleanly, without a
-    traceback in its log (what tests/integration/conftest.py checks for its `server`)."""
-    proc = ServerProcess(data_dir, domains, config_text)
+    traceback in its log (what tests/integration/conftest.py checks for its `server`).
+    `relaxed=False` keeps the production per-IP connection rate and read rate."""
+    proc = ServerProcess(data_dir, domains, config_text, relaxed=relaxed)
     proc.start()
     try:
         yield proc

@@ -52,7 +52,7 @@ async def offline_burst(c: RawClient, to: str, prefix: str, n: int, size: int
         if el.name == "iq" and el.attrs.get("id") == ping_id:
             break
         if el.name == "message" and el.attrs.get("type") == "error":
-            assert el.find("error").attrs["type"] == "wait"  # type: ignore[union-attr]
+            assert el.find("error").attrs["type"] == "cancel"  # RFC 6120 §8.3.3.6  # type: ignore[union-attr]
             assert condition(el) == "internal-server-error", el
             refused.append(el.attrs["id"])
     return [i for i in ids if i not in refused], refused

@@ -109,6 +109,16 @@ SESSION_AVAILABLE: Hook[SessionEvent] = Hook("session-available")
 SESSION_UNAVAILABLE: Hook[SessionEvent] = Hook("session-unavailable")
 SESSION_ENDED: Hook[SessionEnded] = Hook("session-ended")
 COLLECT_FEATURES: Hook[StreamFeatures] = Hook("collect-features")
+@dataclass(slots=True)
+class AccountEvent:
+    """An account was created or removed (in-band registration, admin commands)."""
+
+    user: JID            # bare JID
+    origin: str          # "in-band" (XEP-0077), "admin" (XEP-0133)
+
+
+ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account-created")
+ACCOUNT_REMOVED: Hook[AccountEvent] = Hook("account-removed")
 SERVER_STOPPING: Hook[None] = Hook("server-stopping")
 # An <iq/> before SASL success. Unclaimed get/set IQs are answered with service-unavailable.
 PRE_AUTH_IQ: Hook[PreAuthIq] = Hook("pre-auth-iq")

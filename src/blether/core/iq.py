@@ -54,24 +54,32 @@ IqHandler = Callable[[IqRequest], Awaitable[Element]]
 
 
 class IqTracker:
-    """Correlates responses to IQs the server sent (pings to idle clients, s2s queries)."""
+    """Correlates responses to IQs the server sent (pings to idle clients, s2s queries).
+
+    A response counts only if it comes from the entity the request was sent to, so nobody
+    else can answer on a client's behalf by guessing an id.
+    """
 
     def __init__(self) -> None:
-        self._pending: dict[str, asyncio.Future[Element]] = {}
+        self._pending: dict[str, tuple[asyncio.Future[Element], str | None]] = {}
         self._ids = itertools.count(1)
 
     def new_id(self) -> str:
         return f"blether-{next(self._ids)}"
 
-    def expect(self, iq_id: str) -> asyncio.Future[Element]:
+    def expect(self, iq_id: str, expected_from: str | None = None) -> asyncio.Future[Element]:
         fut: asyncio.Future[Element] = asyncio.get_running_loop().create_future()
-        self._pending[iq_id] = fut
+        self._pending[iq_id] = (fut, expected_from)
         fut.add_done_callback(lambda _f: self._pending.pop(iq_id, None))
         return fut
 
     def resolve(self, stanza: Element) -> bool:
-        fut = self._pending.get(stanza.attrs.get("id", ""))
-        if fut is None or fut.done():
+        entry = self._pending.get(stanza.attrs.get("id", ""))
+        if entry is None:
+            return False
+        fut, expected_from = entry
+        if fut.done() or (expected_from is not None
+                          and stanza.attrs.get("from") != expected_from):
             return False
         fut.set_result(stanza)
         return True

@@ -89,7 +89,7 @@ class KeepaliveModule(Module):
         # A random suffix makes the id unguessable, so no other entity can answer for the
         # client (the tracker matches results by id alone).
         iq_id = f"{tracker.new_id()}-{secrets.token_hex(6)}"
-        answer = tracker.expect(iq_id)
+        answer = tracker.expect(iq_id, str(session.jid))
         sent = time.monotonic()
         session.send(Element("iq", ns.CLIENT,
                              {"type": "get", "id": iq_id, "from": session.jid.domain,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blether.core import events
 from blether.core.module import RFC, XEP, Module, ModuleContext, hook
+from blether.errors import StanzaError
 from blether.jid import JIDError, prep_domain
 from blether.s2s.manager import S2SManager
 from blether.s2s.resolver import OverrideError, parse_override
@@ -106,8 +107,12 @@ class S2SModule(Module):
         local = event.sender.domain
         if local not in self.ctx.hosts:
             # Only our own domains send over s2s; a remote-to-remote stanza would be relaying.
+            # The sender (e.g. a component) learns it cannot reach that domain, rather than
+            # its stanza vanishing; the router never answers an error with an error.
             self.ctx.log.warning("not relaying %s from %s to %s", event.stanza.name,
                                  event.sender, event.to)
+            await self.ctx.services.router.bounce(event.stanza, StanzaError(
+                "remote-server-not-found", f"{event.sender.domain} does not federate"))
             return True
         await self.manager.send(event.stanza, local, event.to.domain)
         return True

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ class C2SListener:
         self.tasks: set[asyncio.Task[None]] = set()
         self.per_ip: Counter[str] = Counter()
         self.addresses: list[tuple[str, int, str]] = []
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     async def start(self) -> None:
         cfg = self.s.config.c2s
@@ -64,9 +66,14 @@ class C2SListener:
             except OSError:
                 pass
         conn = C2SConnection(self.s, self.tls, reader, writer, direct_tls=direct_tls)
-        if self.per_ip[ip] >= self.s.config.limits.connections_per_ip:
-            log.warning("refusing connection from %s: %d connections already open", ip,
-                        self.per_ip[ip])
+        limits = self.s.config.limits
+        refusal = None
+        if self.per_ip[ip] >= limits.connections_per_ip:
+            refusal = f"{self.per_ip[ip]} connections already open"
+        elif not self._rate_ok(ip, limits.connection_rate_per_ip):
+            refusal = f"more than {limits.connection_rate_per_ip:g} new connections per second"
+        if refusal is not None:
+            log.warning("refusing connection from %s: %s", ip, refusal)
             conn.write(conn.stream.error(StreamError("policy-violation",
                                                      "too many connections from your address")))
             conn._flush()
@@ -86,6 +93,22 @@ class C2SListener:
             self.per_ip[ip] -= 1
             if self.per_ip[ip] <= 0:
                 del self.per_ip[ip]
+
+    def _rate_ok(self, ip: str, rate: float) -> bool:
+        """Token bucket per IP: `rate` new connections per second, bursts of `rate`."""
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        tokens, stamp = self._buckets.get(ip, (rate, now))
+        tokens = min(rate, tokens + (now - stamp) * rate)
+        if len(self._buckets) > 100000:  # forget addresses whose bucket is full again
+            self._buckets = {k: v for k, v in self._buckets.items()
+                             if v[0] + (now - v[1]) * rate < rate}
+        if tokens < 1:
+            self._buckets[ip] = (tokens, now)
+            return False
+        self._buckets[ip] = (tokens - 1, now)
+        return True
 
     def stop_accepting(self) -> None:
         for server in self.servers:

@@ -14,11 +14,10 @@ account does not erase them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from blether import ns
-from blether.core.hooks import Hook
+from blether.core.events import ACCOUNT_CREATED, ACCOUNT_REMOVED, AccountEvent
 from blether.errors import StreamError
 from blether.jid import JID
 from blether.xml.element import Element
@@ -29,15 +28,8 @@ if TYPE_CHECKING:
 TOMBSTONES = "register:tombstones"
 
 
-@dataclass(slots=True)
-class AccountEvent:
-    user: JID            # bare JID
-    origin: str          # "in-band" (XEP-0077), "admin" (XEP-0133)
-
-
-# Suggested for core/events.py; handlers run after the fact (notify), e.g. to drop caches.
-ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account-created")
-ACCOUNT_REMOVED: Hook[AccountEvent] = Hook("account-removed")
+# The account lifecycle hooks live in the core, so any feature can observe them.
+__all__ = ["ACCOUNT_CREATED", "ACCOUNT_REMOVED", "AccountEvent", "Accounts"]
 
 
 class Accounts:

@@ -32,6 +32,9 @@ Public API for other features (all JIDs bare, all safe to call for offline accou
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from blether import ns
@@ -59,6 +62,10 @@ class RosterOptions(BaseModel):
     max_name_length: int = Field(1023, ge=1, description="characters in an item's name")
     max_group_length: int = Field(1023, ge=1, description="characters in a group name")
     versioning: bool = Field(True, description="roster versioning (RFC 6121 §2.6)")
+    subscribe_rate: int = Field(
+        5, ge=0, description="subscription requests an account may send per "
+        "subscribe_window; more get policy-violation (wait); 0 = unlimited")
+    subscribe_window: float = Field(60.0, gt=0, description="seconds")
 
 
 class RosterModule(Module):
@@ -78,6 +85,7 @@ class RosterModule(Module):
         self.cache = RosterCache(ctx.services.storage.roster,
                                  lambda user: sessions.is_online(JID.parse(user)))
         self.subscriptions = Subscriptions(self)
+        self._recent_subscribes: dict[JID, deque[float]] = {}
 
     # -- public API ----------------------------------------------------------------------
     async def get_item(self, user: JID, contact: JID) -> RosterItem | None:
@@ -178,6 +186,25 @@ class RosterModule(Module):
         # Outside the lock: routing to a local contact takes the contact's roster lock.
         await self.subscriptions.removed(user, item, pending)
 
+    def _subscribe_allowed(self, user: JID) -> bool:
+        limit = self.options.subscribe_rate
+        if limit == 0:
+            return True
+        now = time.monotonic()
+        horizon = now - self.options.subscribe_window
+        recent = self._recent_subscribes.get(user)
+        if recent is None:
+            if len(self._recent_subscribes) > 10000:  # forget accounts that went quiet
+                for key in [k for k, q in self._recent_subscribes.items() if q[-1] <= horizon]:
+                    del self._recent_subscribes[key]
+            recent = self._recent_subscribes[user] = deque()
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+        if len(recent) >= limit:
+            return False
+        recent.append(now)
+        return True
+
     # -- subscription stanzas ------------------------------------------------------------
     @hook(events.STANZA_FROM_SESSION)
     async def from_client(self, ev: events.FromSession) -> bool:
@@ -191,6 +218,16 @@ class RosterModule(Module):
             # valid contact (a gateway, XEP-0100), so it goes through like any other.
             self.ctx.log.debug("[%s %s] ignored %s to %s", session.id, session.jid,
                                stanza.attrs["type"], ev.to)
+            return True
+        if stanza.attrs["type"] == "subscribe" and not self._subscribe_allowed(session.bare):
+            # SECURITY.md: subscription spam (ejabberd's mod_pres_counter). Only requests
+            # count; answering other people's requests is never limited.
+            self.ctx.log.info("[%s %s] subscription request to %s refused: over %d per %gs",
+                              session.id, session.jid, ev.to, self.options.subscribe_rate,
+                              self.options.subscribe_window)
+            session.send(error_reply(stanza, StanzaError(
+                "policy-violation", "too many subscription requests; try again later",
+                type="wait")))
             return True
         try:
             await self.subscriptions.outbound(stanza, session.bare, ev.to.bare)
