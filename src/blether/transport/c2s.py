@@ -29,6 +29,7 @@ from blether.stream.sasl import (
     ScramServerSession,
     mechanism_names,
 )
+from blether.transport.output import BatchedOutput
 from blether.xml.element import Element
 from blether.xml.parser import ParserLimits
 
@@ -103,11 +104,9 @@ class C2SConnection:
         self.session: C2SSession | None = None
         self.sasl: SaslSession | None = None
         self.auth_failures = 0
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
-        self._closing = False
+        self.out = BatchedOutput(writer, self.cfg.limits.outbound_buffer_bytes,
+                                 lambda: self.label)
         self._end_reason = "dropped"
-        self._loop = asyncio.get_running_loop()
 
     @property
     def label(self) -> str:
@@ -115,34 +114,26 @@ class C2SConnection:
         return f"[{self.id} {who}]"
 
     # -- output --------------------------------------------------------------------------
+    @property
+    def _closing(self) -> bool:
+        """Closing: nothing but the closing tag is written any more."""
+        return self.out.closing
+
+    @_closing.setter
+    def _closing(self, value: bool) -> None:
+        self.out.closing = value
+
     def write(self, data: bytes) -> None:
-        if self._closing and not data.endswith(b"</stream:stream>"):
-            return
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self.out.write(data)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._out:
-            return
-        data = b"".join(self._out)
-        self._out.clear()
-        transport = self.writer.transport
-        if transport.is_closing():
-            return
-        transport.write(data)
-        if transport.get_write_buffer_size() > self.cfg.limits.outbound_buffer_bytes:
-            log.warning("%s client is not reading (%d bytes queued); disconnecting", self.label,
-                        transport.get_write_buffer_size())
+        self.out.flush()
+        if self.out.overflowed:
             self._end_reason = "slow-reader"
-            transport.abort()
 
     def _write_now(self, data: bytes) -> None:
         """Write bypassing batching (before a TLS upgrade, the order must be exact)."""
-        self._flush()
-        self.writer.transport.write(data)
+        self.out.write_now(data)
 
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> None:

@@ -29,6 +29,7 @@ from blether.features.component.stream import (
 )
 from blether.stanza import STANZA_NAMES, can_bounce, error_reply
 from blether.stream.connection import StreamClosed, StreamEvent, StreamOpened
+from blether.transport.output import BatchedOutput
 from blether.xml.element import Element
 from blether.xml.parser import ParserLimits
 
@@ -66,10 +67,8 @@ class ComponentConnection:
         self.ip = str(peer[0]) if peer else ""
         self.domain: str | None = None        # the component's name, once the header named it
         self.authenticated = False
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
-        self._closing = False
-        self._loop = asyncio.get_running_loop()
+        self.out = BatchedOutput(writer, services.config.limits.outbound_buffer_bytes,
+                                 lambda: self.label, peer="component")
 
     @property
     def label(self) -> str:
@@ -84,29 +83,19 @@ class ComponentConnection:
         self.write(self.stream.element(stanza))
         return True
 
+    @property
+    def _closing(self) -> bool:
+        return self.out.closing
+
+    @_closing.setter
+    def _closing(self, value: bool) -> None:
+        self.out.closing = value
+
     def write(self, data: bytes) -> None:
-        if self._closing and not data.endswith(b"</stream:stream>"):
-            return
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self.out.write(data)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._out:
-            return
-        data = b"".join(self._out)
-        self._out.clear()
-        transport = self.writer.transport
-        if transport.is_closing():
-            return
-        transport.write(data)
-        limit = self.s.config.limits.outbound_buffer_bytes
-        if transport.get_write_buffer_size() > limit:
-            log.warning("%s component is not reading (%d bytes queued); disconnecting",
-                        self.label, transport.get_write_buffer_size())
-            transport.abort()
+        self.out.flush()
 
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> None:
