@@ -28,6 +28,10 @@ fuzz: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[fuzz]'
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+# Blether vs Prosody vs ejabberd, side by side (installs the anchors from Debian).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --install $(BENCH_ARGS)
+
 check: lint test
 
 clean:
