@@ -11,8 +11,12 @@ over, and a closed session ends as the transport ends it (registry removal, SESS
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import os
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from blether.config import Config
@@ -81,29 +85,86 @@ class FakeSession(Session):
         return taken
 
 
+# The feature suite runs on the embedded SQLite by default; with BLETHER_FEATURE_STORAGE_DSN
+# (a PostgreSQL URL whose user may create databases) every Kit gets a fresh PostgreSQL database
+# cloned from a migrated template, so the same tests check the features on both backends.
+PG_DSN = os.environ.get("BLETHER_FEATURE_STORAGE_DSN", "")
+_template: str | None = None
+_created: list[str] = []   # every database this process made; all dropped at exit
+
+
+def _drop_all_created() -> None:
+    async def drop() -> None:
+        for name in _created:
+            await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    asyncio.run(drop())
+
+
+async def _pg_execute(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_DSN.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    return dsn.rsplit("/", 1)[0] + "/" + name
+
+
+async def _storage_url() -> tuple[str, Callable[[], Awaitable[None]] | None]:
+    global _template
+    if not PG_DSN:
+        return "sqlite://", None
+    if _template is None:
+        name = f"blether_kit_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        await _pg_execute(f'CREATE DATABASE "{name}"')
+        migrated = await open_storage(_with_database(PG_DSN, name))
+        await migrated.close()
+        _template = name
+        _created.append(name)
+        atexit.register(_drop_all_created)
+    db = f"blether_kit_{uuid.uuid4().hex[:12]}"
+    await _pg_execute(f'CREATE DATABASE "{db}" TEMPLATE "{_template}"')
+    _created.append(db)
+
+    async def drop() -> None:
+        await _pg_execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+    return _with_database(PG_DSN, db), drop
+
+
 class Kit:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services,
+                 drop: Callable[[], Awaitable[None]] | None = None) -> None:
         self.s = services
+        self._drop = drop
 
     @classmethod
     async def create(cls, modules: Sequence[str], options: dict[str, dict[str, Any]] | None = None,
                      *, hosts: Sequence[str] = ("localhost",),
                      admins: Sequence[str] = ()) -> Kit:
         config = Config(hosts=list(hosts), admins=list(admins), module_options=options or {})
-        storage = await open_storage("sqlite://")
+        url, drop = await _storage_url()
+        storage = await open_storage(url)
         s = Services(config=config, storage=storage, hosts=frozenset(config.hosts))
         s.router = Router(s)
         s.auth = Authenticator(storage.accounts, iterations=4096)
         s.modules = ModuleManager(s, REGISTRY)
         s.modules.load(list(modules), config.module_options)
         await s.modules.start()
-        return cls(s)
+        return cls(s, drop)
 
     async def close(self) -> None:
         for session in list(self.s.sessions):
             await self.end(session, "closed")  # type: ignore[arg-type]
         await self.s.modules.stop()
         await self.s.storage.close()
+        if self._drop is not None:
+            await self._drop()
 
     def module(self, name: str) -> Any:
         return self.s.modules.get(name)
