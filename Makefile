@@ -29,6 +29,7 @@ fuzz: $(STAMP)
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Blether vs Prosody vs ejabberd, side by side (installs the anchors from Debian).
+BENCH_ARGS ?= --servers blether,prosody,ejabberd --scenarios all --scale 1.0 --json bench-results.json
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --install $(BENCH_ARGS)
 

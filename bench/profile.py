@@ -1,9 +1,13 @@
 """Profiling Blether during a scenario with py-spy, and a summary of the samples.
 
 `python -m bench.run --servers blether --scenarios throughput --profile DIR` attaches
-`py-spy record` (sampling, `--nonblocking`: the server is never paused) to the server for each
-scenario and writes DIR/<scenario>.txt (collapsed stacks) and DIR/<scenario>-summary.txt:
-functions by self time (the leaf of each sample) and by inclusive time. py-spy is not a
+`py-spy record --gil` to the server from the first measured window of each scenario and
+writes DIR/<scenario>.txt (collapsed stacks) and DIR/<scenario>-summary.txt: functions by
+self time (the leaf of each sample) and by inclusive time. Only samples of the thread holding
+the GIL are kept, so idle waits (epoll, the SQLite threads' queues) do not count; work done
+without the GIL (OpenSSL, SQLite's C code) is not seen. py-spy pauses the server for each
+sample (its `--nonblocking` mode tears stacks on a busy process), so a profiled run's CPU
+figures are a little higher than an unprofiled run's. py-spy is not a
 dependency of the project: `pip install py-spy` into the venv to use this.
 
     python -m bench.profile DIR/throughput.txt      # print the summary again
@@ -35,7 +39,7 @@ class Profiler:
             raise RuntimeError("py-spy is not installed (pip install py-spy)")
         self.output = output
         self.proc = subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
+            [exe, "record", "--pid", str(pid), "--rate", str(rate), "--gil",
              "--nolineno", "--format", "raw", "--output", str(output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

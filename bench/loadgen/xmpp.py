@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import re
 import ssl
 import xml.etree.ElementTree as ET
@@ -39,30 +40,22 @@ class LoginError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """Where the server under test listens, and how to reach it."""
+    """Where the server under test listens."""
 
     host: str
     port: int
     domain: str
 
-    @staticmethod
-    def client_tls_context() -> ssl.SSLContext:
-        # The servers use the benchmark's self-signed certificate; the generator measures
-        # cost, not trust, so it does not verify (every server gets the same treatment).
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
 
-
-_TLS_CONTEXT: ssl.SSLContext | None = None
-
-
+@functools.cache
 def tls_context() -> ssl.SSLContext:
-    global _TLS_CONTEXT
-    if _TLS_CONTEXT is None:
-        _TLS_CONTEXT = Target.client_tls_context()
-    return _TLS_CONTEXT
+    """The client TLS context, made once. The servers use the benchmark's self-signed
+    certificate; the generator measures cost, not trust, so it does not verify (every
+    server gets the same treatment)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class XMPPConnection(asyncio.Protocol):

@@ -151,5 +151,8 @@ class EjabberdServer(Server):
                                 "(SCRAM-SHA-1 keys, 4096 iterations) in Mnesia",
             "TLS": "STARTTLS offered, not required (starttls_required: false)",
             "offline quota": "max_user_offline_messages: 1000000",
-            "VM": "Debian's ejabberdctl defaults (+K true), schedulers as detected",
+            "VM": "Debian's ejabberdctl defaults (+K true); ERTS starts 2 schedulers (the "
+                  "machine's CPUs), both confined to the server's CPU by taskset",
+            "user": "started as the ejabberd user (setuid, no PAM) with the driver's "
+                    "open-files limit",
         }

@@ -10,7 +10,8 @@ from blether.xml.element import Element
 
 class PingModule(Module):
     name = "ping"
-    specs = (XEP(199, "2.0.1", "partial", "answers pings; pinging idle clients is planned"),)
+    specs = (XEP(199, "2.0.1", "complete", "answers pings to the server and to accounts; "
+                                             "the keepalive module pings idle clients"),)
     host_features = (ns.PING,)
     account_features = (ns.PING,)
 
