@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from blether.errors import StreamError
+from blether.transport.accept import ConnectionTable, tune_socket
 from blether.transport.c2s import C2SConnection
 
 if TYPE_CHECKING:
@@ -25,9 +24,10 @@ class C2SListener:
         self.s = services
         self.tls = tls
         self.servers: list[asyncio.Server] = []
-        self.connections: set[C2SConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.table: ConnectionTable[C2SConnection] = ConnectionTable()
+        self.connections = self.table.connections
+        self.tasks = self.table.tasks
+        self.per_ip = self.table.per_ip
         self.addresses: list[tuple[str, int, str]] = []
         self._buckets: dict[str, tuple[float, float]] = {}
 
@@ -58,13 +58,7 @@ class C2SListener:
                      direct_tls: bool) -> None:
         peer = writer.get_extra_info("peername")
         ip = str(peer[0]) if peer else ""
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        tune_socket(writer)
         conn = C2SConnection(self.s, self.tls, reader, writer, direct_tls=direct_tls)
         limits = self.s.config.limits
         refusal = None
@@ -79,20 +73,7 @@ class C2SListener:
             conn._flush()
             writer.close()
             return
-        self.per_ip[ip] += 1
-        self.connections.add(conn)
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        try:
-            await conn.run()
-        finally:
-            self.connections.discard(conn)
-            if task is not None:
-                self.tasks.discard(task)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+        await self.table.run(conn, ip, conn.run)
 
     def _rate_ok(self, ip: str, rate: float) -> bool:
         """Token bucket per IP: `rate` new connections per second, bursts of `rate`."""

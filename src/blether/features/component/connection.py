@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 from blether import ns
@@ -29,6 +27,7 @@ from blether.features.component.stream import (
 )
 from blether.stanza import STANZA_NAMES, can_bounce, error_reply
 from blether.stream.connection import StreamClosed, StreamEvent, StreamOpened
+from blether.transport.accept import ConnectionTable, tune_socket
 from blether.transport.output import BatchedOutput
 from blether.xml.element import Element
 from blether.xml.parser import ParserLimits
@@ -228,9 +227,10 @@ class ComponentListener:
         self.registry = registry
         self.post_auth_limits = post_auth_limits
         self.servers: list[asyncio.Server] = []
-        self.connections: set[ComponentConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.table: ConnectionTable[ComponentConnection] = ConnectionTable()
+        self.connections = self.table.connections
+        self.tasks = self.table.tasks
+        self.per_ip = self.table.per_ip
         self.addresses: list[tuple[str, int]] = []
 
     async def start(self, host: str, port: int) -> None:
@@ -242,11 +242,7 @@ class ComponentListener:
             log.info("listening for components on %s:%d", addr[0], addr[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_socket(writer)
         conn = ComponentConnection(self.s, self.registry, reader, writer, self.post_auth_limits)
         ip = conn.ip
         if self.per_ip[ip] >= self.s.config.limits.connections_per_ip:
@@ -257,20 +253,7 @@ class ComponentListener:
             conn._flush()
             writer.close()
             return
-        self.per_ip[ip] += 1
-        self.connections.add(conn)
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        try:
-            await conn.run()
-        finally:
-            self.connections.discard(conn)
-            if task is not None:
-                self.tasks.discard(task)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+        await self.table.run(conn, ip, conn.run)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """RFC 6120 §4.9.3.22: <system-shutdown/> to every component, then wait for them."""
