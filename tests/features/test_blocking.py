@@ -312,3 +312,43 @@ async def test_still_blocked_by_another_item_gets_no_presence(world: World) -> N
     await world.iq(balcony, "<iq type='set' id='u'><unblock xmlns='urn:xmpp:blocking'>"
                             f"<item jid='{ROMEO}'/></unblock></iq>")
     assert romeo.take() == []
+
+
+def _refused_with_blocked(stanza: Element) -> bool:
+    error = stanza.find("error", C)
+    return (stanza.attrs.get("type") == "error" and error is not None
+            and error.find("not-acceptable", STANZAS) is not None
+            and error.find("blocked", "urn:xmpp:blocking:errors") is not None)
+
+
+async def test_outbound_presence_refused_before_the_features_act_on_it(world: World) -> None:
+    juliet, romeo = await _juliet_blocks_romeo(world)
+    await world.send(juliet, f"<presence to='{ROMEO}/orchard' id='d'/>")
+    await world.send(juliet, f"<presence to='{ROMEO}' type='subscribe' id='s'/>")
+    assert romeo.take() == []
+    replies = juliet.take()
+    assert [r.attrs["id"] for r in replies] == ["d", "s"]
+    assert all(_refused_with_blocked(r) for r in replies)
+    # neither directed presence nor a pending subscription was recorded
+    assert not juliet.directed
+    assert await world.s.storage.roster.get(JULIET, ROMEO) is None
+
+
+async def test_outbound_iq_from_client_refused_with_blocked(world: World) -> None:
+    juliet, romeo = await _juliet_blocks_romeo(world)
+    await world.send(juliet, f"<iq type='get' id='v' to='{ROMEO}/orchard'>"
+                             "<query xmlns='jabber:iq:version'/></iq>")
+    await world.send(juliet, f"<iq type='result' id='r' to='{ROMEO}/orchard'/>")
+    assert romeo.take() == []
+    [err] = juliet.take()   # the result is dropped: nothing answers an IQ result
+    assert err.attrs["id"] == "v" and _refused_with_blocked(err)
+
+
+async def test_an_empty_blocklist_lets_everything_through(world: World) -> None:
+    juliet = await world.bind(f"{JULIET}/balcony")
+    romeo = await world.bind(f"{ROMEO}/orchard")
+    assert world.module("blocking")._cache[JID.parse(JULIET)] == {}
+    await world.send(juliet, f"<message to='{ROMEO}/orchard' id='m'><body>hi</body></message>")
+    await world.send(romeo, f"<message to='{JULIET}' id='n'><body>hi</body></message>")
+    assert [m.attrs["id"] for m in romeo.take()] == ["m"]
+    assert [m.attrs["id"] for m in juliet.take()] == ["n"]

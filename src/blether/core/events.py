@@ -71,11 +71,15 @@ class StreamFeatures:
 @dataclass(slots=True)
 class FromAccount:
     """A stanza leaving a local account (sent by a client, or by the server on the account's
-    behalf, e.g. a presence broadcast or a probe answer), before it is routed."""
+    behalf, e.g. a presence broadcast or a probe answer), before it is routed.
+
+    `session` is the client session that sent it, when a client did (not when the server
+    sends on the account's behalf): a veto then answers that client (XEP-0191 §3.3)."""
 
     stanza: Element
     to: JID
     sender: JID
+    session: Session | None = None
 
 
 # A client sent a stanza ('from' stamped). Features claim what they own (presence broadcast,

@@ -57,12 +57,23 @@ def iq_handler(type: str, xmlns: str, target: Target = Target.HOST) -> Callable[
     return mark
 
 
-def hook(h: Hook[Any], priority: int = 0) -> Callable[[F], F]:
-    """Mark a method as a handler of hook `h`."""
+def hook(h: Hook[Any], priority: int = 0, *,
+         kinds: tuple[str, ...] | None = None) -> Callable[[F], F]:
+    """Mark a method as a handler of hook `h`.
+
+    `kinds` (stanza names, e.g. `("presence",)`) declares that the handler only cares about
+    those stanzas: the hook bus does not call it for others (a message then runs no presence
+    handler at all). Only for the stanza hooks the router fires with the stanza's name.
+    """
 
     def mark(fn: F) -> F:
         marks: list[tuple[Hook[Any], int]] = fn.__dict__.setdefault("_hook_marks", [])
         marks.append((h, priority))
+        if kinds is not None:
+            # Kept apart from `_hook_marks` (whose (hook, priority) pairs the module manager
+            # reads); HookBus.add finds it through the bound method (hooks.declared_kinds).
+            declared: dict[Hook[Any], frozenset[str]] = fn.__dict__.setdefault("_hook_kinds", {})
+            declared[h] = frozenset(kinds)
         return fn
 
     return mark

@@ -35,6 +35,9 @@ IQ_TYPES = frozenset({"get", "set", "result", "error"})
 MESSAGE_TYPES = frozenset({"normal", "chat", "groupchat", "headline", "error"})
 PRESENCE_TYPES = frozenset({"available", "unavailable", "subscribe", "subscribed", "unsubscribe",
                             "unsubscribed", "probe", "error"})
+# RFC 6120 §8.2.2: the effective type of a stanza without one (stanza.stanza_type, inlined
+# on the hot path).
+_DEFAULT_TYPE = {"message": "normal", "presence": "available"}
 
 
 class Router:
@@ -45,9 +48,10 @@ class Router:
     # -- from a local client -------------------------------------------------------------
     async def from_session(self, session: Session, stanza: Element) -> None:
         """Handle one stanza from a bound client, in stream order (RFC 6120 §10.1)."""
+        full = str(session.jid)
         attrs = stanza.attrs
         frm = attrs.get("from")
-        if frm is not None and frm != str(session.jid):
+        if frm is not None and frm != full:
             try:
                 claimed = JID.parse(frm)
             except JIDError:
@@ -55,48 +59,64 @@ class Router:
             if claimed != session.jid and claimed != session.bare:
                 log.info("[%s %s] client claimed from=%r; stamped with its own JID",
                          session.id, session.jid, frm)
-        if "xml:lang" in stanza.attrs:
-            stanza = stanza.with_attrs(**{"from": str(session.jid)})
-        else:  # RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's default
-            stanza = stanza.with_attrs(**{"from": str(session.jid), "xml:lang": session.lang})
-        stype = stanza_type(stanza)
+        # One new attribute dict with every change (what with_attrs would do in up to three
+        # copies): 'from' stamped, and RFC 6120 §8.1.5's stream default for a stanza
+        # without xml:lang.
+        stamped = dict(attrs)
+        stamped["from"] = full
+        if "xml:lang" not in stamped:
+            stamped["xml:lang"] = session.lang
+        name = stanza.name
+        stype = attrs.get("type") or _DEFAULT_TYPE.get(name, "")
         to: JID | None = None
-        to_text = stanza.attrs.get("to")
+        to_text = attrs.get("to")
         try:
             if to_text is not None:
                 to = JID.parse(to_text)
-            self._check(stanza, stype)
+            if name != "message":  # messages have nothing to check
+                self._check(stanza, stype)
         except JIDError as exc:
-            self._reply_to(session, stanza, StanzaError("jid-malformed", str(exc)))
+            self._reply_to(session, Element(name, stanza.xmlns, stamped, stanza.children),
+                           StanzaError("jid-malformed", str(exc)))
             return
         except StanzaError as exc:
-            self._reply_to(session, stanza, exc)
+            self._reply_to(session, Element(name, stanza.xmlns, stamped, stanza.children), exc)
             return
-        if to is not None and str(to) != to_text:
-            stanza = stanza.with_attrs(to=str(to))
+        if to is not None:
+            to_str = str(to)
+            if to_str != to_text:
+                stamped["to"] = to_str
+        stanza = Element(name, stanza.xmlns, stamped, stanza.children)
 
-        if await self.s.hooks.fire(events.STANZA_FROM_SESSION,
-                                   events.FromSession(session, stanza, to)):
+        hooks = self.s.hooks
+        if hooks.wants(events.STANZA_FROM_SESSION, name) and await hooks.fire(
+                events.STANZA_FROM_SESSION, events.FromSession(session, stanza, to), name):
             return
         if to is None:
-            if stanza.name == "iq":
+            if name == "iq":
                 await self._iq_to_account(stanza, session.jid, session.bare, session)
                 return
-            if stanza.name == "message":  # RFC 6120 §10.3.1
+            if name == "message":  # RFC 6120 §10.3.1
                 to = session.bare
                 stanza = stanza.with_attrs(to=str(to))
             else:
                 log.debug("[%s] presence broadcast with no presence feature loaded", session.id)
                 return
-        if stanza.name == "iq" and to == session.bare:
+        if name == "iq" and to == session.bare:
             await self._iq_to_account(stanza, session.jid, session.bare, session)
             return
-        await self.route_from_account(stanza, to, session.jid)
+        await self.route_from_account(stanza, to, session.jid, session)
 
-    async def route_from_account(self, stanza: Element, to: JID, sender: JID) -> None:
-        """Route a stanza leaving a local account, letting privacy features veto it first."""
-        if await self.s.hooks.fire(events.STANZA_FROM_ACCOUNT,
-                                   events.FromAccount(stanza, to, sender)):
+    async def route_from_account(self, stanza: Element, to: JID, sender: JID,
+                                 session: Session | None = None) -> None:
+        """Route a stanza leaving a local account, letting privacy features veto it first.
+
+        `session` is the client session that sent it, if a client did (a veto answers it).
+        """
+        hooks = self.s.hooks
+        name = stanza.name
+        if hooks.wants(events.STANZA_FROM_ACCOUNT, name) and await hooks.fire(
+                events.STANZA_FROM_ACCOUNT, events.FromAccount(stanza, to, sender, session), name):
             return
         await self.route(stanza, to, sender)
 
@@ -134,7 +154,8 @@ class Router:
             else:
                 await self.deliver_to_account(stanza, to, sender)
             return
-        if not await self.s.hooks.fire(events.ROUTE_REMOTE, events.ToRemote(stanza, to, sender)):
+        if not await self.s.hooks.fire(events.ROUTE_REMOTE, events.ToRemote(stanza, to, sender),
+                                       stanza.name):
             await self.bounce(stanza, StanzaError("remote-server-not-found",
                                                   f"no route to {to.domain}"))
 
@@ -145,24 +166,51 @@ class Router:
             if reply is not None:
                 await self._send_reply(reply, session)
             return
-        if await self.s.hooks.fire(events.STANZA_TO_HOST, events.ToHost(stanza, to, sender)):
+        if await self.s.hooks.fire(events.STANZA_TO_HOST, events.ToHost(stanza, to, sender),
+                                   stanza.name):
             return
         if stanza.name == "message" and stanza_type(stanza) not in ("error", "groupchat",
                                                                    "headline"):
             await self.bounce(stanza, StanzaError("service-unavailable"))
 
     async def deliver_to_account(self, stanza: Element, to: JID, sender: JID) -> None:
-        if await self.s.hooks.fire(events.STANZA_TO_ACCOUNT,
-                                   events.ToAccount(stanza, to, sender)):
+        name = stanza.name
+        hooks = self.s.hooks
+        if hooks.wants(events.STANZA_TO_ACCOUNT, name) and await hooks.fire(
+                events.STANZA_TO_ACCOUNT, events.ToAccount(stanza, to, sender), name):
             return
-        stype = stanza_type(stanza)
-        if stanza.name == "presence" and stype not in ("available", "unavailable", "error"):
+        stype = stanza.attrs.get("type") or _DEFAULT_TYPE.get(name, "")
+        if name == "presence" and stype not in ("available", "unavailable", "error"):
             return  # subscription types and probes belong to the roster/presence features
-        action = decide(stanza.name, stype, to.resource, await self.snapshot(to.bare),
-                        self.policy)
+        sessions = self.s.sessions
+        resource = to.resource
+        # Fast paths: what decide() would answer, without building its snapshot of the
+        # account (a bound session implies an existing account; presence to nobody is
+        # ignored whether the account exists or not). decide() handles everything else.
+        if resource is not None:
+            target = sessions.get_resource(to.bare, resource)
+            if target is not None:  # §8.5.3.1: a connected full JID gets whatever it is
+                target.send(stanza)
+                return
+            if name == "presence":  # §8.5.3.2.3 (and §8.5.1): ignored, no lookup needed
+                return
+        elif name == "presence":
+            # §8.5.2.1.2: presence to a bare JID goes to every available resource; with none
+            # (or no account, §8.5.1) it is ignored, so no storage lookup is needed.
+            for target in sessions.resources(to):  # `to` is bare here
+                if target.available:
+                    target.send(stanza)
+            return
+        bound = {s.jid.resource or "": s for s in sessions.resources(to.bare)}
+        if bound:
+            user = UserSnapshot(True, tuple(ResourceState(r, s.priority, s.available)
+                                            for r, s in bound.items()))
+        else:
+            user = UserSnapshot(await self.account_exists(to.bare))
+        action = decide(name, stype, resource, user, self.policy)
         if isinstance(action, Deliver):
-            for resource in action.resources:
-                target = self.s.sessions.get(to.bare.with_resource(resource))
+            for res in action.resources:
+                target = bound.get(res)
                 if target is not None:
                     target.send(stanza)
         elif isinstance(action, HandleAtServer):
@@ -170,19 +218,12 @@ class Router:
             await self._iq_to_account(stanza, sender, to.bare, session)
         elif isinstance(action, StoreOffline):
             if not await self.s.hooks.fire(events.MESSAGE_OFFLINE,
-                                           events.ToAccount(stanza, to, sender)):
+                                           events.ToAccount(stanza, to, sender), name):
                 await self.bounce(stanza, StanzaError("service-unavailable"))
         elif isinstance(action, Bounce):
             await self.bounce(stanza, StanzaError(action.condition))
         elif isinstance(action, Ignore):
-            log.debug("ignored %s to %s: %s", stanza.name, to, action.reason)
-
-    async def snapshot(self, bare: JID) -> UserSnapshot:
-        sessions = self.s.sessions.resources(bare)
-        if sessions:
-            return UserSnapshot(True, tuple(
-                ResourceState(s.jid.resource or "", s.priority, s.available) for s in sessions))
-        return UserSnapshot(await self.account_exists(bare))
+            log.debug("ignored %s to %s: %s", name, to, action.reason)
 
     async def account_exists(self, bare: JID) -> bool:
         if self.s.sessions.is_online(bare):

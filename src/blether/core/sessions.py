@@ -57,6 +57,12 @@ class SessionRegistry:
             return None
         return by_res.get(full.resource)
 
+    def get_resource(self, bare: JID, resource: str) -> Session | None:
+        """The session bound to `resource` (prepared) of the account `bare`: `get` without
+        building the full JID (the router's path for every stanza to a full JID)."""
+        by_res = self._by_bare.get(bare)
+        return None if by_res is None else by_res.get(resource)
+
     def resources(self, bare: JID) -> list[Session]:
         by_res = self._by_bare.get(bare)
         return list(by_res.values()) if by_res else []

@@ -104,8 +104,16 @@ class BlockingModule(Module):
             self._cache[user] = items
         return items
 
+    def _blocks_nobody(self, user: JID) -> bool:
+        """The common case on every stanza, answered without a coroutine: an online user
+        whose (cached) blocklist is empty."""
+        cached = self._cache.get(user)
+        return cached is not None and not cached
+
     async def is_blocked(self, user: JID, other: JID) -> bool:
         """Whether `user` (a local bare JID) blocks `other`; for other features to ask."""
+        if self._blocks_nobody(user):
+            return False
         if other.bare == user:
             return False  # §6 note: never between one's own resources
         if other.is_domain and other.domain in self.ctx.services.hosts:
@@ -258,6 +266,8 @@ class BlockingModule(Module):
     @hook(events.STANZA_TO_ACCOUNT, priority=100)
     async def inbound(self, ev: events.ToAccount) -> bool:
         """§3.3: nothing from a blocked entity reaches the user."""
+        if self._blocks_nobody(ev.to.bare):
+            return False
         stanza = ev.stanza
         try:
             blocked = await self.is_blocked(ev.to.bare, ev.sender)
@@ -277,9 +287,12 @@ class BlockingModule(Module):
             await self.ctx.services.router.bounce(stanza, StanzaError("service-unavailable"))
         return True  # presence, IQ results and errors: dropped without a word
 
-    @hook(events.STANZA_FROM_SESSION, priority=100)
+    # Presence only: it must be refused before the presence and roster features act on it
+    # (directed-presence bookkeeping, subscription state). A client's messages and IQs are
+    # checked once, by `outbound` below, which knows the session from the event.
+    @hook(events.STANZA_FROM_SESSION, priority=100, kinds=("presence",))
     async def outbound_from_client(self, ev: events.FromSession) -> bool:
-        """§3.3: a client's stanza to a blocked entity is refused with <blocked/>."""
+        """§3.3: a client's presence to a blocked entity is refused with <blocked/>."""
         if ev.to is None:
             return False
         session = ev.session
@@ -302,12 +315,18 @@ class BlockingModule(Module):
 
     @hook(events.STANZA_FROM_ACCOUNT, priority=100)
     async def outbound(self, ev: events.FromAccount) -> bool:
-        """Stanzas the server sends on the user's behalf to a blocked entity are dropped."""
+        """§3.3: a stanza to a blocked entity is not sent: refused with <blocked/> when the
+        user's client sent it, dropped when the server sends it on the user's behalf."""
         if ev.sender.domain not in self.ctx.services.hosts or ev.sender.local is None:
             return False
+        if self._blocks_nobody(ev.sender.bare):
+            return False
         try:
-            return await self.is_blocked(ev.sender.bare, ev.to)
+            blocked = await self.is_blocked(ev.sender.bare, ev.to)
         except StorageError:
             self.ctx.log.exception("blocklist of %s unavailable; not sending a %s to %s",
                                    ev.sender.bare, ev.stanza.name, ev.to)
             return True
+        if blocked and ev.session is not None:
+            self._refuse(ev.session, ev.stanza)
+        return blocked

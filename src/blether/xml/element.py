@@ -125,12 +125,22 @@ class Element:
         or as keywords; since `from` is a Python keyword a trailing underscore is stripped
         from keyword names (`from_=jid`) — no XMPP attribute name ends with `_`.
         """
-        attrs = dict(self.attrs)
+        attrs = self.attrs.copy()
+        # Inlined (no helper per key): this runs once per recipient of every presence
+        # broadcast.
         if changes:
             for key, value in changes.items():
-                _set(attrs, key, value)
+                if value is None:
+                    attrs.pop(key, None)
+                else:
+                    attrs[key] = value
         for key, value in kw.items():
-            _set(attrs, key[:-1] if key.endswith("_") else key, value)
+            if key[-1] == "_":
+                key = key[:-1]
+            if value is None:
+                attrs.pop(key, None)
+            else:
+                attrs[key] = value
         return Element(self.name, self.xmlns, attrs, self.children)
 
     # -- value semantics ------------------------------------------------------------------
@@ -152,13 +162,6 @@ class Element:
         return serialize(self, "")
 
 
-def _set(attrs: dict[str, str], key: str, value: str | None) -> None:
-    if value is None:
-        attrs.pop(key, None)
-    else:
-        attrs[key] = value
-
-
 def E(
     name: str, xmlns: str, attrs: dict[str, str] | None = None, *children: Element | str
 ) -> Element:
@@ -172,13 +175,17 @@ def E(
 # -- serializer ---------------------------------------------------------------------------
 
 # One regex scan finds out whether any escaping is needed: most text and attribute values
-# need none, and then no replace() runs at all.
+# need none, and then no replace() runs at all. The bound `search` methods are called
+# directly in `_write` (no helper call per value: this runs for every attribute of every
+# stanza delivered).
 _TEXT_SPECIAL = re.compile(r"[&<>\r]")
 _ATTR_SPECIAL = re.compile(r"[&<>'\"\r\n\t]")
+_text_special = _TEXT_SPECIAL.search
+_attr_special = _ATTR_SPECIAL.search
 
 
 def _esc_text(s: str) -> str:
-    if _TEXT_SPECIAL.search(s) is None:
+    if _text_special(s) is None:
         return s
     # `>` is escaped too so that `]]>` can never appear; `\r` as a character reference
     # because a literal CR would be normalised to LF by the receiving parser (XML §2.11).
@@ -188,7 +195,7 @@ def _esc_text(s: str) -> str:
 
 
 def _esc_attr(s: str) -> str:
-    if _ATTR_SPECIAL.search(s) is None:
+    if _attr_special(s) is None:
         return s
     # Tab, LF and CR as character references: attribute-value normalisation (XML §3.3.3)
     # would otherwise turn them into spaces and the value would not round-trip.
@@ -210,12 +217,12 @@ def _write(
     name = el.name
     ns = el.xmlns
     if ns == default_ns:
-        out.append(f"<{name}")
+        out.append("<" + name)
     elif prefixes is not None and ns in prefixes:
         # Namespace already bound to a prefix in scope (e.g. `stream:` from the stream
         # header): write it prefixed. The default namespace for the children is unchanged.
         name = f"{prefixes[ns]}:{name}"
-        out.append(f"<{name}")
+        out.append("<" + name)
     else:
         out.append(f"<{name} xmlns='{_esc_attr(ns)}'")
         default_ns = ns
@@ -237,7 +244,10 @@ def _write(
                         prefix = declared[uri] = f"a{len(declared)}"
                         out.append(f" xmlns:{prefix}='{_esc_attr(uri)}'")
                     key = f"{prefix}:{local}"
-            out.append(f" {key}='{_esc_attr(value)}'")
+            if _attr_special(value) is None:
+                out.append(f" {key}='{value}'")
+            else:
+                out.append(f" {key}='{_esc_attr(value)}'")
     children = el.children
     if not children:
         out.append("/>")
@@ -245,7 +255,7 @@ def _write(
     out.append(">")
     for child in children:
         if isinstance(child, str):
-            out.append(_esc_text(child))
+            out.append(child if _text_special(child) is None else _esc_text(child))
         else:
             _write(child, default_ns, prefixes, out)
     out.append(f"</{name}>")

@@ -113,3 +113,90 @@ async def test_handler_added_during_fire_does_not_run_in_that_round() -> None:
 
 def test_hook_repr_names_it() -> None:
     assert repr(H) == "Hook(test-hook)"
+
+
+# -- handlers filtered by stanza kind ----------------------------------------------------------
+
+async def test_a_handler_for_some_kinds_runs_only_for_those() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("presence-only"), kinds=("presence",))
+    bus.add(H, recorder("any"))
+    trace: list[str] = []
+    await bus.fire(H, trace, "message")
+    assert trace == ["any"]
+    trace.clear()
+    await bus.fire(H, trace, "presence")
+    assert trace == ["presence-only", "any"]
+
+
+async def test_fire_without_a_kind_runs_every_handler() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("iq-only"), kinds=("iq",))
+    trace: list[str] = []
+    await bus.fire(H, trace)
+    assert trace == ["iq-only"]
+
+
+async def test_other_kinds_are_filtered_too_but_not_cached() -> None:
+    bus = HookBus()
+    bus.add(H, recorder("iq-only"), kinds=("iq",))
+    bus.add(H, recorder("any"))
+    for _ in range(2):
+        trace: list[str] = []
+        await bus.fire(H, trace, "weird")
+        assert trace == ["any"]
+    assert "weird" not in bus._chains.get(H, {})
+
+
+async def test_wants_tells_whether_a_fire_would_run_anything() -> None:
+    bus = HookBus()
+    assert not bus.wants(H, "message")
+    bus.add(H, recorder("presence-only"), kinds=("presence",))
+    assert not bus.wants(H, "message")
+    assert bus.wants(H, "presence") and bus.wants(H)
+
+
+async def test_registrations_after_a_fire_are_seen_by_the_next_fire() -> None:
+    bus = HookBus()
+    owner = object()
+    bus.add(H, recorder("first"))
+    trace: list[str] = []
+    await bus.fire(H, trace, "message")
+    bus.add(H, recorder("second", True), owner=owner)
+    await bus.fire(H, trace, "message")
+    assert trace == ["first", "first", "second"]
+    bus.remove_owner(owner)
+    trace.clear()
+    assert await bus.fire(H, trace, "message") is False
+    await bus.notify(H, trace)
+    assert trace == ["first", "first"]
+
+
+async def test_kinds_declared_with_the_hook_decorator_apply() -> None:
+    from blether.core.module import hook
+
+    class Feature:
+        def __init__(self) -> None:
+            self.trace: list[str] = []
+
+        @hook(H, kinds=("presence",))
+        @hook(OTHER)
+        async def on_it(self, trace: list[str]) -> bool:
+            trace.append("feature")
+            return False
+
+    feature = Feature()
+    bus = HookBus()
+    bus.add(H, feature.on_it)
+    bus.add(OTHER, feature.on_it)
+    trace: list[str] = []
+    await bus.fire(H, trace, "message")
+    await bus.fire(OTHER, trace, "message")   # no kinds declared for OTHER: runs
+    await bus.fire(H, trace, "presence")
+    assert trace == ["feature", "feature"]
+    # an explicit `kinds` wins over the declaration
+    bus2 = HookBus()
+    bus2.add(H, feature.on_it, kinds=("message",))
+    trace.clear()
+    await bus2.fire(H, trace, "message")
+    assert trace == ["feature"]

@@ -328,3 +328,81 @@ async def test_bounce_goes_back_through_the_router(s: Services) -> None:
     assert (reply.attrs["id"], condition(reply)) == ("b1", "not-acceptable")
     await s.router.bounce(reply, StanzaError("not-acceptable"))  # an error: never bounced
     assert alice.sent == []
+
+
+# -- the fast paths of RFC 6121 §8.5 delivery ---------------------------------------------
+
+@pytest.mark.parametrize("stanza", [
+    "<message to='bob@localhost/phone' type='chat' id='c'><body>x</body></message>",
+    "<message to='bob@localhost/phone' type='groupchat' id='g'/>",
+    "<iq to='bob@localhost/phone' type='result' id='r'/>",
+    "<presence to='bob@localhost/phone' type='unavailable' id='u'/>",
+])
+async def test_a_bound_full_jid_gets_whatever_it_is_even_before_presence(
+        s: Services, stanza: str) -> None:
+    """§8.5.3.1: the resource exists; availability does not matter."""
+    alice, bob = bind(s, "alice@localhost/pc"), bind(s, "bob@localhost/phone")
+    await s.router.from_session(alice, xml(stanza))
+    assert bob.one().attrs["to"] == "bob@localhost/phone" and alice.sent == []
+
+
+async def test_presence_to_a_bare_jid_goes_to_available_resources_only(s: Services) -> None:
+    alice = bind(s, "alice@localhost/pc")
+    on, off = (bind(s, "bob@localhost/on", available=True),
+               bind(s, "bob@localhost/off", available=False))
+    await s.router.from_session(alice, xml("<presence to='bob@localhost'/>"))
+    assert on.one().attrs["from"] == "alice@localhost/pc" and off.sent == []
+
+
+async def test_presence_to_an_offline_bare_jid_needs_no_storage(
+        s: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_storage(user: str) -> bool:
+        raise AssertionError("storage read for a presence nobody can receive")
+
+    monkeypatch.setattr(s.storage.accounts, "exists", no_storage)
+    alice = bind(s, "alice@localhost/pc")
+    for stanza in ("<presence to='bob@localhost'/>", "<presence to='nobody@localhost'/>",
+                   "<presence type='unavailable' to='bob@localhost'/>",
+                   "<presence type='unavailable' to='bob@localhost/gone'/>",
+                   "<presence to='nobody@localhost/gone'/>"):
+        await s.router.from_session(alice, xml(stanza))
+    assert alice.sent == []
+
+
+async def test_the_from_account_event_names_the_client_session(s: Services) -> None:
+    alice, bob = bind(s, "alice@localhost/pc"), bind(s, "bob@localhost/phone")
+    seen: list[events.FromAccount] = []
+
+    async def watch(ev: events.FromAccount) -> bool:
+        seen.append(ev)
+        return False
+
+    s.hooks.add(events.STANZA_FROM_ACCOUNT, watch)
+    await s.router.from_session(alice, xml("<message to='bob@localhost/phone'/>"))
+    await s.router.route_from_account(xml("<message from='alice@localhost' "
+                                          "to='bob@localhost/phone'/>"),
+                                      JID.parse("bob@localhost/phone"), alice.bare)
+    assert [ev.session for ev in seen] == [alice, None]
+    assert len(bob.sent) == 2
+
+
+async def test_stanza_hooks_are_fired_with_the_stanza_kind(s: Services) -> None:
+    alice, bob = bind(s, "alice@localhost/pc"), bind(s, "bob@localhost/phone", available=True)
+    seen: list[str] = []
+
+    async def presence_only(ev: events.ToAccount) -> bool:
+        seen.append(ev.stanza.name)
+        return True
+
+    s.hooks.add(events.STANZA_TO_ACCOUNT, presence_only, kinds=("presence",))
+    s.hooks.add(events.STANZA_FROM_SESSION, presence_only, kinds=("presence",))
+    s.hooks.add(events.STANZA_FROM_ACCOUNT, presence_only, kinds=("presence",))
+    await s.router.from_session(alice, xml("<message to='bob@localhost/phone' id='m'/>"))
+    assert seen == [] and bob.one().attrs["id"] == "m"
+    await s.router.route_from_account(xml("<presence from='alice@localhost/pc' "
+                                          "to='bob@localhost'/>"),
+                                      JID.parse("bob@localhost"), alice.jid)
+    await s.router.deliver_to_account(xml("<presence from='alice@localhost/pc' "
+                                          "to='bob@localhost'/>"),
+                                      JID.parse("bob@localhost"), alice.jid)
+    assert seen == ["presence", "presence"] and bob.sent == []
