@@ -313,3 +313,110 @@ async def test_refused_presence_delivers_nothing() -> None:
         assert await w.s.storage.offline.count("bob@localhost") == 1
     finally:
         await w.close()
+
+
+# -- reading the queue only when something may be in it ----------------------------------------
+
+def count_lists(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the users whose queue is read from storage from now on."""
+    reads: list[str] = []
+    real = world.s.storage.offline.list
+
+    async def listing(user: str, limit: int | None = None) -> Any:
+        reads.append(user)
+        return await real(user, limit)
+
+    monkeypatch.setattr(world.s.storage.offline, "list", listing)
+    return reads
+
+
+async def test_a_queue_known_empty_is_not_read_again(world: World,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = count_lists(world, monkeypatch)
+    phone = await world.bind("bob@localhost/phone")
+    await world.available(phone)
+    laptop = await world.bind("bob@localhost/laptop")
+    await world.available(laptop)
+    await world.end(phone)
+    phone = await world.bind("bob@localhost/phone")
+    await world.available(phone)
+    assert reads == ["bob@localhost"]   # read empty once; nothing stored since
+    # Something stored: the next delivery reads again, and delivers it.
+    alice = await world.bind("alice@localhost/a")
+    await world.end(phone)
+    await world.end(laptop)
+    await world.send(alice, "<message to='bob@localhost' id='m'><body>x</body></message>")
+    bob = await world.bind("bob@localhost/phone")
+    await world.available(bob)
+    assert reads == ["bob@localhost"] * 2
+    assert [m.attrs["id"] for m in messages(bob)] == ["m"]
+    await world.available(await world.bind("bob@localhost/tablet"))
+    assert reads == ["bob@localhost"] * 2   # delivered and deleted: empty again
+
+
+async def test_a_push_in_flight_during_the_read_is_not_missed(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    real = world.s.storage.offline.push
+
+    async def slow_push(*args: Any) -> Any:
+        started.set()
+        await release.wait()
+        return await real(*args)
+
+    monkeypatch.setattr(world.s.storage.offline, "push", slow_push)
+    alice = await world.bind("alice@localhost/a")
+    sending = asyncio.create_task(
+        world.send(alice, "<message to='bob@localhost' id='late'><body>x</body></message>"))
+    await started.wait()
+    bob = await world.bind("bob@localhost/phone")
+    await world.available(bob)           # reads before the push commits
+    assert messages(bob) == []
+    release.set()
+    await sending
+    laptop = await world.bind("bob@localhost/laptop")
+    await world.available(laptop)
+    assert [m.attrs["id"] for m in messages(laptop)] == ["late"]
+
+
+async def test_a_push_started_during_the_read_is_not_missed(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    reading, release = asyncio.Event(), asyncio.Event()
+    real = world.s.storage.offline.list
+
+    async def slow_list(user: str, limit: int | None = None) -> Any:
+        result = await real(user, limit)   # the snapshot is taken before the push
+        reading.set()
+        await release.wait()
+        return result
+
+    monkeypatch.setattr(world.s.storage.offline, "list", slow_list)
+    alice = await world.bind("alice@localhost/a")
+    bob = await world.bind("bob@localhost/phone")
+    # Not available yet (as in the presence feature's first pass), so the message is stored.
+    delivering = asyncio.create_task(world.module("offline").deliver(bob))
+    await reading.wait()
+    await world.send(alice, "<message to='bob@localhost' id='late'><body>x</body></message>")
+    release.set()
+    await delivering
+    assert messages(bob) == []
+    laptop = await world.bind("bob@localhost/laptop")
+    await world.available(laptop)
+    assert [m.attrs["id"] for m in messages(laptop)] == ["late"]
+
+
+async def test_messages_not_deleted_are_sent_again(world: World,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    await _store_three(world)
+
+    async def broken(*_a: object) -> None:
+        raise StorageError("disk on fire")
+
+    monkeypatch.setattr(world.s.storage.offline, "delete", broken)
+    bob = await world.bind("bob@localhost/phone")
+    await world.available(bob)
+    assert len(messages(bob)) == 3
+    monkeypatch.undo()
+    laptop = await world.bind("bob@localhost/laptop")
+    await world.available(laptop)
+    assert [m.attrs["id"] for m in messages(laptop)] == ["o0", "o1", "o2"]

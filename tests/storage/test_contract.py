@@ -284,3 +284,48 @@ async def test_migrations_idempotent_and_match_schema(fresh_url: str) -> None:
             assert await conn.run_sync(_schema_diff) == []
     finally:
         await st.close()
+
+
+# --- one-transaction reads and writes of a login (docs/performance.md) ----------
+
+
+async def test_kv_set_many(storage: Storage) -> None:
+    kv = storage.kv
+    await kv.set("alice@localhost", "last", "last", "old")
+    await kv.set_many("alice@localhost", [
+        ("last", "last", "new"),                  # overwrites
+        ("presence", "last-unavailable", "<presence/>"),
+        ("presence", "x", "first"),
+        ("presence", "x", "second"),              # a later entry for the same key wins
+    ])
+    assert await kv.get("alice@localhost", "last", "last") == "new"
+    assert await kv.get("alice@localhost", "presence", "last-unavailable") == "<presence/>"
+    assert await kv.get("alice@localhost", "presence", "x") == "second"
+    assert await kv.keys("bob@localhost", "presence") == []
+    await kv.set_many("alice@localhost", [])      # nothing to do
+    assert await kv.keys("alice@localhost", "presence") == ["last-unavailable", "x"]
+
+
+async def test_kv_set_many_is_all_or_nothing(storage: Storage) -> None:
+    with pytest.raises(StorageError):
+        await storage.kv.set_many("alice@localhost", [
+            ("last", "last", "kept?"),
+            ("presence", "bad", None),  # type: ignore[list-item]  # NOT NULL
+        ])
+    assert await storage.kv.get("alice@localhost", "last", "last") is None
+
+
+async def test_roster_load_is_get_all_and_pending_in(storage: Storage) -> None:
+    r = storage.roster
+    assert await r.load("alice@localhost") == ([], 0, [])
+    await r.put("alice@localhost", RosterItem("zed@x", subscription="both"))
+    await r.put("alice@localhost", RosterItem("bob@x", "Bob", groups=("g",)))
+    await r.add_pending_in("alice@localhost", "carol@x", "<presence type='subscribe'/>")
+    await r.add_pending_in("alice@localhost", "ann@x", "<presence/>")
+    await r.put("bob@localhost", RosterItem("other@x"))
+    items, version = await r.get_all("alice@localhost")
+    assert await r.load("alice@localhost") == (
+        items, version, await r.get_pending_in("alice@localhost"))
+    assert [i.jid for i in items] == ["bob@x", "zed@x"]
+    assert (await r.load("alice@localhost"))[2] == [
+        ("carol@x", "<presence type='subscribe'/>"), ("ann@x", "<presence/>")]

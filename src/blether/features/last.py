@@ -12,6 +12,11 @@
 The logout time and status are kept in the key-value store ('last', 'last') so they survive a
 restart. An account that never logged out has no record: like ejabberd we then answer
 <service-unavailable/> (XEP-0012 names no condition for this case).
+
+What a logout keeps (this record, and the presence feature's last unavailable presence) is
+written in one transaction: SESSION_ENDED handlers stage their records with
+`stage_at_session_end`, and the first of the late handlers `write_staged` (one here, one in the
+presence feature, so either works without the other) commits them all.
 """
 
 from __future__ import annotations
@@ -22,14 +27,39 @@ import time
 from blether import ns
 from blether.core import events
 from blether.core.iq import IqRequest, Target
-from blether.core.module import XEP, Module, hook, iq_handler
+from blether.core.module import XEP, Module, ModuleContext, hook, iq_handler
+from blether.core.session import Session
 from blether.errors import StanzaError
 from blether.features.disco import may_see_presence
 from blether.jid import JID
+from blether.storage.api import StorageError
 from blether.xml.element import Element
 
 STORE = "last"
 KEY = "last"
+_STAGED = "kv-at-session-end"   # session.data key of the records staged at session end
+# Below every handler that stages: all of SESSION_ENDED's default-priority handlers run first.
+WRITE_STAGED_PRIORITY = -50
+
+
+def stage_at_session_end(session: Session, store: str, key: str, value: str) -> None:
+    """Keep a key-value record of the account, written with the others when the session's
+    SESSION_ENDED handlers are done (call it from a SESSION_ENDED handler)."""
+    staged: dict[tuple[str, str], str] = session.data.setdefault(_STAGED, {})
+    staged[(store, key)] = value
+
+
+async def write_staged(ctx: ModuleContext, session: Session) -> None:
+    """Write the records staged for `session`, in one transaction (once: the first caller)."""
+    staged: dict[tuple[str, str], str] | None = session.data.pop(_STAGED, None)
+    if not staged:
+        return
+    try:
+        await ctx.services.storage.kv.set_many(
+            str(session.bare), [(store, key, value) for (store, key), value in staged.items()])
+    except StorageError:
+        ctx.log.exception("[%s %s] keeping %s at logout failed", session.id, session.jid,
+                          ", ".join(f"{store}/{key}" for store, key in staged))
 
 
 def last_query(seconds: float, text: str = "") -> Element:
@@ -80,7 +110,7 @@ class LastModule(Module):
             return None
 
     # -- recording -----------------------------------------------------------------------
-    @hook(events.STANZA_FROM_SESSION, priority=1000)
+    @hook(events.STANZA_FROM_SESSION, priority=1000, kinds=("presence",))
     async def watch_presence(self, event: events.FromSession) -> bool:
         """Remember the <status/> of the session's broadcast unavailable presence.
 
@@ -104,10 +134,13 @@ class LastModule(Module):
         if self.ctx.services.sessions.resources(session.bare):
             return  # another resource is still connected; the account has not logged out
         record = {"time": time.time(), "status": session.data.get(self.name, "")}
-        await self.ctx.services.storage.kv.set(str(session.bare), STORE, KEY,
-                                               json.dumps(record))
+        stage_at_session_end(session, STORE, KEY, json.dumps(record))
 
-    @hook(events.STANZA_TO_ACCOUNT, priority=100)
+    @hook(events.SESSION_ENDED, priority=WRITE_STAGED_PRIORITY)
+    async def write_at_end(self, event: events.SessionEnded) -> None:
+        await write_staged(self.ctx, event.session)
+
+    @hook(events.STANZA_TO_ACCOUNT, priority=100, kinds=("iq",))
     async def guard_full_jid(self, event: events.ToAccount) -> bool:
         """§4: a last-activity query to a full JID reaches the client only from requesters
         allowed to see the account's presence; others get <forbidden/> from the server."""

@@ -22,6 +22,12 @@ Delivery (XEP-0160 §2 step 5): when a session sends available presence with a n
 priority — its initial presence, or a later presence that raises its priority from negative
 to non-negative — every stored message is written to that session, oldest first, and then
 deleted; SESSION_AVAILABLE picks up any stragglers.
+
+Only this module stores offline messages (the router asks it for s2s, components and admin
+announcements alike; the CLI only deletes, with the account), so the module knows which
+accounts have an empty queue — it read them empty, or delivered and deleted everything — and
+nothing was stored since: a login of such an account reads nothing, and the second pass at
+SESSION_AVAILABLE reads only if something was stored after the first.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ NEVER_STORED_TYPES = frozenset({"groupchat", "headline", "error"})
 _CHAT_STATE_COMPANIONS = frozenset({ns.CHATSTATES, ns.DELAY, MESSAGE_EVENTS, HINTS})
 
 _PRIORITY = re.compile(r"^\s*[+-]?[0-9]{1,4}\s*$")
+# Accounts remembered as having an empty queue (a forgotten one costs one read at its login).
+KNOWN_EMPTY_LIMIT = 100_000
 
 # The stored XML is parsed back as the only stanza of a jabber:client stream, so whatever
 # content namespace it arrived in (jabber:client, jabber:server) it comes back as jabber:client.
@@ -148,6 +156,13 @@ class OfflineModule(Module):
         # not both send (and then both delete) the same messages.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = \
             weakref.WeakValueDictionary()
+        # Accounts whose stored queue is known to be empty (see the module docstring).
+        self._empty: set[str] = set()
+        # Pushes in flight per account, and the accounts whose queue is being read, with
+        # whether a push was in flight or started meanwhile: then that read may not have seen
+        # it, and the queue is not known to be empty afterwards.
+        self._pushing: dict[str, int] = {}
+        self._reading: dict[str, bool] = {}
 
     # -- storing ---------------------------------------------------------------------------
     @hook(events.MESSAGE_OFFLINE)
@@ -160,6 +175,10 @@ class OfflineModule(Module):
         now = datetime.now(UTC)
         xml = encode(with_delay(stanza, ev.to.domain, now))
         router = self.ctx.services.router
+        self._empty.discard(user)
+        if user in self._reading:
+            self._reading[user] = True
+        self._pushing[user] = self._pushing.get(user, 0) + 1
         try:
             stored = await self.ctx.services.storage.offline.push(user, xml, now,
                                                                   self.options.quota)
@@ -168,6 +187,12 @@ class OfflineModule(Module):
             await router.bounce(stanza, StanzaError("internal-server-error",
                                                     "offline storage failed"))
             return True
+        finally:
+            left = self._pushing[user] - 1
+            if left:
+                self._pushing[user] = left
+            else:
+                del self._pushing[user]
         if stored is None:
             self.ctx.log.info("offline queue of %s is full (%d); refusing a message from %s",
                               user, self.options.quota, ev.sender)
@@ -185,7 +210,7 @@ class OfflineModule(Module):
     # stored messages are written now, *before* the presence feature makes the session a
     # target for live messages, so a message sent after the recipient came online cannot
     # overtake the older stored ones (RFC 6120 §10.1 asks for in-order delivery per sender).
-    @hook(events.STANZA_FROM_SESSION, priority=200)
+    @hook(events.STANZA_FROM_SESSION, priority=200, kinds=("presence",))
     async def on_presence(self, ev: events.FromSession) -> bool:
         stanza, session = ev.stanza, ev.session
         if (stanza.name != "presence" or ev.to is not None or "type" in stanza.attrs
@@ -212,38 +237,57 @@ class OfflineModule(Module):
         lock = self._locks.get(user)
         if lock is None:
             lock = self._locks[user] = asyncio.Lock()
-        storage = self.ctx.services.storage.offline
         async with lock:
+            if user in self._empty:
+                return 0
+            self._reading[user] = user in self._pushing
             try:
-                messages = await storage.list(user)
-            except StorageError:
-                self.ctx.log.exception("[%s %s] reading offline messages failed",
-                                       session.id, session.jid)
-                return 0
-            if not messages or session.closed:
-                return 0
-            done: list[int] = []
-            for message in messages:
-                try:
-                    stanza = decode(message.stanza_xml)
-                except (XMLError, ValueError) as exc:
-                    # Unreadable rows would block nothing but would never go away either.
-                    self.ctx.log.error("[%s %s] dropping unreadable offline message %d: %s",
-                                       session.id, session.jid, message.id, exc)
-                    done.append(message.id)
-                    continue
-                # session.send queues the bytes on the stream: for us that is "written". The
-                # window between this and the client really reading them is what XEP-0198
-                # acks close; stream management should delete only acked messages.
-                session.send(stanza)
+                count, emptied = await self._send_stored(session, user)
+            finally:
+                missed = self._reading.pop(user)
+            if emptied and not missed:
+                if len(self._empty) >= KNOWN_EMPTY_LIMIT:
+                    self._empty.clear()
+                self._empty.add(user)
+            return count
+
+    async def _send_stored(self, session: Session, user: str) -> tuple[int, bool]:
+        """Send and delete the stored messages; (how many, whether the queue is now empty)."""
+        storage = self.ctx.services.storage.offline
+        try:
+            messages = await storage.list(user)
+        except StorageError:
+            self.ctx.log.exception("[%s %s] reading offline messages failed",
+                                   session.id, session.jid)
+            return 0, False
+        if not messages:
+            return 0, True
+        if session.closed:
+            return 0, False
+        done: list[int] = []
+        for message in messages:
+            try:
+                stanza = decode(message.stanza_xml)
+            except (XMLError, ValueError) as exc:
+                # Unreadable rows would block nothing but would never go away either.
+                self.ctx.log.error("[%s %s] dropping unreadable offline message %d: %s",
+                                   session.id, session.jid, message.id, exc)
                 done.append(message.id)
-            try:
-                await storage.delete(user, done)
-            except StorageError:
-                # They were sent; they will be sent again at the next login (a duplicate is
-                # better than a loss).
-                self.ctx.log.exception("[%s %s] deleting %d delivered offline messages failed",
-                                       session.id, session.jid, len(done))
-            self.ctx.log.info("[%s %s] delivered %d offline message(s)", session.id,
-                              session.jid, len(done))
-            return len(done)
+                continue
+            # session.send queues the bytes on the stream: for us that is "written". The
+            # window between this and the client really reading them is what XEP-0198
+            # acks close; stream management should delete only acked messages.
+            session.send(stanza)
+            done.append(message.id)
+        emptied = True
+        try:
+            await storage.delete(user, done)
+        except StorageError:
+            # They were sent; they will be sent again at the next login (a duplicate is
+            # better than a loss).
+            self.ctx.log.exception("[%s %s] deleting %d delivered offline messages failed",
+                                   session.id, session.jid, len(done))
+            emptied = False
+        self.ctx.log.info("[%s %s] delivered %d offline message(s)", session.id,
+                          session.jid, len(done))
+        return len(done), emptied

@@ -12,7 +12,8 @@
 * Unavailable (§4.5): to subscribers, to the account's resources, and to every entity that got
   directed presence during the session (§4.6.3); the server generates it when the stream ends
   without one (§4.5.3, clean close and dropped connection alike). The last unavailable presence
-  of the account is kept, stamped with XEP-0203 <delay/>, to answer probes while it is offline.
+  of the account is kept, stamped with XEP-0203 <delay/>, to answer probes while it is offline
+  (at stream end in one transaction with XEP-0012's logout record, see last.py).
 * Directed presence (§4.6): routed; recipients of available directed presence are remembered
   until a directed unavailable, unless they are subscribers (the broadcast reaches them anyway).
 * Probes (§4.3): a client's probe is routed as is. A probe for an account is answered only if
@@ -35,6 +36,7 @@ from blether.core import events
 from blether.core.module import RFC, Module, hook
 from blether.core.session import Session
 from blether.errors import StanzaError
+from blether.features.last import WRITE_STAGED_PRIORITY, stage_at_session_end, write_staged
 from blether.features.roster import RosterModule
 from blether.features.roster.subscriptions import decode
 from blether.jid import JID, JIDError
@@ -70,7 +72,7 @@ class PresenceModule(Module):
         return module
 
     # -- from the account's clients ------------------------------------------------------
-    @hook(events.STANZA_FROM_SESSION)
+    @hook(events.STANZA_FROM_SESSION, kinds=("presence",))
     async def from_client(self, ev: events.FromSession) -> bool:
         stanza = ev.stanza
         if stanza.name != "presence":
@@ -116,7 +118,9 @@ class PresenceModule(Module):
         await self.ctx.services.hooks.notify(events.SESSION_AVAILABLE,
                                              events.SessionEvent(session))
 
-    async def _unavailable(self, session: Session, stanza: Element) -> None:
+    async def _unavailable(self, session: Session, stanza: Element, ending: bool = False
+                           ) -> None:
+        """`ending`: called for SESSION_ENDED, whose late handler writes what is kept."""
         was_available = session.available
         session.available = False
         session.presence = None
@@ -131,7 +135,7 @@ class PresenceModule(Module):
         if not was_available:
             return
         if not self.ctx.services.sessions.available(session.bare):
-            await self._keep_last(session, stanza)
+            await self._keep_last(session, stanza, ending)
         await self.ctx.services.hooks.notify(events.SESSION_UNAVAILABLE,
                                              events.SessionEvent(session))
 
@@ -182,8 +186,9 @@ class PresenceModule(Module):
         except StorageError:
             return False  # then it is remembered as directed: at worst a second unavailable
 
-    async def _keep_last(self, session: Session, stanza: Element) -> None:
-        """Remember the account's last unavailable presence for probes (§4.3.2)."""
+    async def _keep_last(self, session: Session, stanza: Element, ending: bool) -> None:
+        """Remember the account's last unavailable presence for probes (§4.3.2); at session
+        end in the same transaction as the other logout records (last.py)."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         delay = Element("delay", ns.DELAY, {"from": session.bare.domain, "stamp": stamp})
         kept = Element(stanza.name, stanza.xmlns,
@@ -191,6 +196,9 @@ class PresenceModule(Module):
                        [*[c for c in stanza.children
                           if not (isinstance(c, Element) and c.name == "delay"
                                   and c.xmlns == ns.DELAY)], delay])
+        if ending:
+            stage_at_session_end(session, _KV_STORE, _KV_LAST, serialize(kept, ns.CLIENT))
+            return
         try:
             await self.ctx.services.storage.kv.set(str(session.bare), _KV_STORE, _KV_LAST,
                                                    serialize(kept, ns.CLIENT))
@@ -199,7 +207,7 @@ class PresenceModule(Module):
                                    session.id, session.jid)
 
     # -- to the account ------------------------------------------------------------------
-    @hook(events.STANZA_TO_ACCOUNT)
+    @hook(events.STANZA_TO_ACCOUNT, kinds=("presence",))
     async def to_account(self, ev: events.ToAccount) -> bool:
         if ev.stanza.name != "presence" or ev.stanza.attrs.get("type") != "probe":
             return False  # available/unavailable: the router's §8.5 delivery
@@ -250,5 +258,10 @@ class PresenceModule(Module):
         if session.available or session.directed:
             unavailable = Element("presence", ns.CLIENT,
                                   {"type": "unavailable", "from": str(session.jid)})
-            await self._unavailable(session, unavailable)
+            await self._unavailable(session, unavailable, ending=True)
+        return False
+
+    @hook(events.SESSION_ENDED, priority=WRITE_STAGED_PRIORITY)
+    async def write_at_end(self, ev: events.SessionEnded) -> bool:
+        await write_staged(self.ctx, ev.session)
         return False

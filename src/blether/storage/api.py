@@ -109,6 +109,13 @@ class RosterStore(Protocol):
     async def get_all(self, user: str) -> tuple[list[RosterItem], int]:
         """All items (sorted by contact JID) and the current version (0 if none)."""
 
+    async def load(self, user: str) -> tuple[list[RosterItem], int, list[tuple[str, str]]]:
+        """``get_all`` and ``get_pending_in`` from one snapshot, in one transaction.
+
+        What a login needs (roster get, presence broadcast and probes, the stored
+        requests redelivered at initial presence) in a single read.
+        """
+
     async def get(self, user: str, contact: str) -> RosterItem | None: ...
 
     async def put(self, user: str, item: RosterItem) -> int:
@@ -178,6 +185,10 @@ class KeyValueStore(Protocol):
     async def get(self, user: str, store: str, key: str) -> str | None: ...
 
     async def set(self, user: str, store: str, key: str, value: str) -> None: ...
+
+    async def set_many(self, user: str, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Set several ``(store, key, value)`` of one user in one transaction (a later
+        entry for the same store and key wins)."""
 
     async def delete(self, user: str, store: str, key: str) -> None: ...
 

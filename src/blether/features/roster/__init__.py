@@ -124,6 +124,10 @@ class RosterModule(Module):
         known = parse_version(req.payload.attrs.get("ver")) if self.options.versioning \
             else None
         if known is not None:
+            async with self.cache.edit(user) as roster:
+                current = await roster.version()  # loads the roster the session will need
+            if known == current:
+                return req.result()  # §2.6.3: nothing changed; what changes_since would say
             delta = await self.ctx.services.storage.roster.changes_since(user, known)
             if delta is not None:
                 changed, removed, current = delta
@@ -174,12 +178,11 @@ class RosterModule(Module):
         return req.result()
 
     async def _remove(self, user: JID, contact: JID) -> None:
-        store = self.ctx.services.storage.roster
         async with self.cache.edit(str(user)) as roster:
             item = await roster.get(str(contact))
             if item is None:
                 raise StanzaError("item-not-found", f"{contact} is not in the roster")
-            pending = await store.remove_pending_in(str(user), str(contact))
+            pending = await roster.remove_pending(str(contact))
             version = await roster.remove(str(contact))
             if version is not None:
                 self.push(user, removed_element(str(contact)), version)
@@ -206,7 +209,7 @@ class RosterModule(Module):
         return True
 
     # -- subscription stanzas ------------------------------------------------------------
-    @hook(events.STANZA_FROM_SESSION)
+    @hook(events.STANZA_FROM_SESSION, kinds=("presence",))
     async def from_client(self, ev: events.FromSession) -> bool:
         stanza = ev.stanza
         if stanza.name != "presence" or stanza.attrs.get("type") not in \
@@ -240,7 +243,7 @@ class RosterModule(Module):
             session.send(error_reply(stanza, StanzaError("internal-server-error")))
         return True
 
-    @hook(events.STANZA_TO_ACCOUNT)
+    @hook(events.STANZA_TO_ACCOUNT, kinds=("presence",))
     async def to_account(self, ev: events.ToAccount) -> bool:
         stanza = ev.stanza
         if stanza.name != "presence" or stanza.attrs.get("type") not in \
@@ -268,10 +271,19 @@ class RosterModule(Module):
             session.send(request)
         return False
 
-    @hook(events.SESSION_ENDED)
+    # After every other SESSION_ENDED handler: presence's unavailable broadcast for the
+    # ending session (RFC 6121 §4.5.3) still reads the roster from the cache.
+    @hook(events.SESSION_ENDED, priority=-100)
     async def on_ended(self, ev: events.SessionEnded) -> bool:
         if not self.ctx.services.sessions.is_online(ev.session.bare):
             self.cache.drop(str(ev.session.bare))
+        return False
+
+    @hook(events.ACCOUNT_REMOVED)
+    async def on_removed(self, ev: events.AccountEvent) -> bool:
+        """The account's storage was purged behind the cache; its sessions, still open until
+        the caller closes them, must see the empty roster."""
+        await self.cache.invalidate(str(ev.user.bare))
         return False
 
     @hook(events.COLLECT_FEATURES)

@@ -2,8 +2,14 @@
 
 Presence broadcasts read the whole roster on every presence change, so the roster of an
 account with a bound session lives in memory; offline accounts are read from storage each
-time. The cache is write-through: every write goes to storage first and then to the cached
-copy, so it is never ahead of the database. It is dropped when the last session ends.
+time. One read (`RosterStore.load`) brings the items, the version and the pending inbound
+subscription requests: everything a login needs (roster get, broadcast, probes, requests
+redelivered at initial presence). The cache is write-through: every write goes to storage
+first and then to the cached copy, so it is never ahead of the database: rosters change only
+through this cache while the server runs, except when an account is removed (the roster module
+invalidates the copy on ACCOUNT_REMOVED; the CLI's `user del` next to a running server is not
+seen, as before). The roster module drops the cached copy at the end of the last session's
+SESSION_ENDED, after presence's unavailable broadcast has used it.
 
 Every read-modify-write of one roster runs inside `edit(user)`, which holds that user's lock:
 two resources (or a resource and an inbound subscription stanza) changing the same item
@@ -28,6 +34,9 @@ from blether.storage.api import RosterItem, RosterStore
 class _Roster:
     items: dict[str, RosterItem]
     version: int
+    # Pending inbound requests (RFC 6121 §3.1.3): contact -> stored stanza, oldest first (a
+    # repeated request replaces the stanza and keeps its place, as the store does).
+    pending: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -64,6 +73,38 @@ class RosterView:
         if roster is not None:
             return len(roster.items)
         return await self._cache.store.count(self.user)
+
+    async def version(self) -> int | None:
+        """The roster version, None when the roster is not cached (the user is offline)."""
+        roster = await self._roster()
+        return None if roster is None else roster.version
+
+    async def has_pending(self, contact: str) -> bool:
+        roster = await self._roster()
+        if roster is not None:
+            return contact in roster.pending
+        return await self._cache.store.has_pending_in(self.user, contact)
+
+    async def pending(self) -> list[tuple[str, str]]:
+        """`(contact, stanza_xml)` of the pending inbound requests, oldest first."""
+        roster = await self._roster()
+        if roster is not None:
+            return list(roster.pending.items())
+        return await self._cache.store.get_pending_in(self.user)
+
+    async def add_pending(self, contact: str, stanza_xml: str) -> None:
+        await self._cache.store.add_pending_in(self.user, contact, stanza_xml)
+        roster = self._cache._rosters.get(self.user)
+        if roster is not None:
+            roster.pending[contact] = stanza_xml  # an existing key keeps its place
+
+    async def remove_pending(self, contact: str) -> bool:
+        """Forget the request; True if there was one."""
+        removed = await self._cache.store.remove_pending_in(self.user, contact)
+        roster = self._cache._rosters.get(self.user)
+        if roster is not None:
+            roster.pending.pop(contact, None)
+        return removed
 
     async def put(self, item: RosterItem) -> int:
         """Store the item; returns the new roster version."""
@@ -111,8 +152,8 @@ class RosterCache:
         """The cached roster (loading it if the user is online); called with the lock held."""
         roster = self._rosters.get(user)
         if roster is None and self._keep(user):
-            items, version = await self.store.get_all(user)
-            roster = _Roster({i.jid: i for i in items}, version)
+            items, version, pending = await self.store.load(user)
+            roster = _Roster({i.jid: i for i in items}, version, dict(pending))
             if self._keep(user):  # still online after the read
                 self._rosters[user] = roster
         return roster
@@ -131,9 +172,23 @@ class RosterCache:
         async with self.edit(user) as view:
             return (await view.items())[0]
 
+    async def pending(self, user: str) -> list[tuple[str, str]]:
+        """The user's pending inbound requests, oldest first."""
+        roster = self._rosters.get(user)
+        if roster is not None:
+            return list(roster.pending.items())
+        async with self.edit(user) as view:
+            return await view.pending()
+
     def drop(self, user: str) -> None:
         """Forget the user's roster (the last session ended)."""
         self._rosters.pop(user, None)
+
+    async def invalidate(self, user: str) -> None:
+        """Drop the cached copy under the user's lock, so that no load in progress can put
+        back what it read before (storage changed behind the cache: account removal)."""
+        async with self.edit(user):
+            self.drop(user)
 
     def cached(self, user: str) -> bool:
         return user in self._rosters

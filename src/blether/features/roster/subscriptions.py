@@ -89,7 +89,7 @@ class Subscriptions:
         kind = Kind(stanza.attrs["type"])
         async with self.m.cache.edit(str(user)) as roster:
             item = await roster.get(str(contact))
-            pending = await self.s.storage.roster.has_pending_in(str(user), str(contact))
+            pending = await roster.has_pending(str(contact))
             outcome = transition(Direction.OUTBOUND, kind, status_of(item, pending))
             if item is None and outcome.push and await roster.count() >= self.m.options.max_items:
                 raise RosterFull
@@ -110,7 +110,7 @@ class Subscriptions:
         stamped = stanza.with_attrs({"from": str(contact), "to": str(user)})
         async with self.m.cache.edit(str(user)) as roster:
             item = await roster.get(str(contact))
-            pending = await self.s.storage.roster.has_pending_in(str(user), str(contact))
+            pending = await roster.has_pending(str(contact))
             outcome = transition(Direction.INBOUND, kind, status_of(item, pending))
             await self._apply(roster, user, contact, item, outcome, stamped)
         if outcome.forward:
@@ -126,11 +126,10 @@ class Subscriptions:
                      item: RosterItem | None, outcome: Outcome,
                      request: Element | None) -> None:
         """Store the outcome and push the item; called with the user's roster lock held."""
-        store = self.s.storage.roster
         if outcome.request_answered:
-            await store.remove_pending_in(str(user), str(contact))
+            await roster.remove_pending(str(contact))
         if outcome.store_request and request is not None:
-            await store.add_pending_in(str(user), str(contact), encode(request))
+            await roster.add_pending(str(contact), encode(request))
         if outcome.push:
             state = outcome.new.state
             new = dataclasses.replace(item or RosterItem(jid=str(contact)),
@@ -176,7 +175,7 @@ class Subscriptions:
     async def redeliver(self, user: JID) -> list[Element]:
         """The stored requests to deliver at an initial presence, oldest first (§3.1.3)."""
         out = []
-        for contact, xml in await self.s.storage.roster.get_pending_in(str(user)):
+        for contact, xml in await self.m.cache.pending(str(user)):
             try:
                 out.append(decode(xml))
             except Exception as exc:  # one bad row must not hide the others

@@ -97,6 +97,24 @@ class SqlRosterStore:
             items = [_item_from_row(r) for r in rows]
         return items, int(version or 0)
 
+    async def load(self, user: str) -> tuple[list[RosterItem], int, list[tuple[str, str]]]:
+        async with self._db.read() as conn:
+            # One snapshot: items, version and pending requests agree with each other.
+            version = (
+                await conn.execute(select(_versions.c.version).where(_versions.c.owner == user))
+            ).scalar()
+            rows = await conn.execute(
+                select(*_ITEM_COLUMNS).where(_items.c.owner == user).order_by(_items.c.contact)
+            )
+            items = [_item_from_row(r) for r in rows]
+            pending = await conn.execute(
+                select(_pending.c.contact, _pending.c.stanza)
+                .where(_pending.c.owner == user)
+                .order_by(_pending.c.id)
+            )
+            requests = [(r.contact, r.stanza) for r in pending]
+        return items, int(version or 0), requests
+
     async def get(self, user: str, contact: str) -> RosterItem | None:
         stmt = select(*_ITEM_COLUMNS).where(_items.c.owner == user, _items.c.contact == contact)
         async with self._db.read() as conn:

@@ -265,6 +265,21 @@ class SqlKeyValueStore:
         async with self._db.write() as conn:
             await conn.execute(stmt)
 
+    async def set_many(self, user: str, entries: Sequence[tuple[str, str, str]]) -> None:
+        if not entries:
+            return
+        stmt = insert(self._db, s.kv)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["owner", "store", "key"], set_={"value": stmt.excluded.value}
+        )
+        # De-duplicated first (the later entry wins): a multi-row INSERT may not touch one
+        # row twice.
+        latest = {(st, k): v for st, k, v in entries}
+        rows = [{"owner": user, "store": st, "key": k, "value": v}
+                for (st, k), v in latest.items()]
+        async with self._db.write() as conn:
+            await conn.execute(stmt, rows)
+
     async def delete(self, user: str, store: str, key: str) -> None:
         c = s.kv.c
         async with self._db.write() as conn:
