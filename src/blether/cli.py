@@ -75,7 +75,7 @@ def _setup_logging(level: str) -> None:
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # Libraries' debug output drowns ours; they speak at warning level and above.
-    for noisy in ("aiosqlite", "alembic", "sqlalchemy", "asyncio"):
+    for noisy in ("alembic", "sqlalchemy", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

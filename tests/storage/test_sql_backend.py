@@ -25,9 +25,10 @@ from blether.storage.sql.engine import create_database, normalise_url
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("sqlite:////var/lib/blether/db.sqlite", "sqlite+aiosqlite:////var/lib/blether/db.sqlite"),
-        ("sqlite+aiosqlite:///rel.db", "sqlite+aiosqlite:///rel.db"),
-        ("sqlite://", "sqlite+aiosqlite://"),
+        ("sqlite:////var/lib/blether/db.sqlite", "sqlite+pysqlite:////var/lib/blether/db.sqlite"),
+        ("sqlite+aiosqlite:///rel.db", "sqlite+pysqlite:///rel.db"),
+        ("sqlite+pysqlite:///rel.db", "sqlite+pysqlite:///rel.db"),
+        ("sqlite://", "sqlite+pysqlite://"),
         ("postgresql://u@h:5433/db", "postgresql+asyncpg://u@h:5433/db"),
         ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("postgresql+asyncpg://u@h/db?ssl=require", "postgresql+asyncpg://u@h/db?ssl=require"),
@@ -38,7 +39,7 @@ def test_normalise_url(url: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "sqlite+pysqlite:///x.db", "nonsense"]
+    "url", ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "sqlite+pysqlcipher:///x.db", "nonsense"]
 )
 async def test_unsupported_url_rejected(url: str) -> None:
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ Feature code imports the protocols and value types from here (they live in
 ``api.py``); the backend is chosen by URL:
 
 * ``sqlite:////abs/path.db`` (or ``sqlite:///relative.db``, ``sqlite://`` for a
-  throw-away in-memory database; ``sqlite+aiosqlite://`` is accepted too),
+  throw-away in-memory database; ``sqlite+pysqlite://`` is accepted too),
 * ``postgresql://user@host:port/db`` (``postgres://``, ``postgresql+asyncpg://``).
 """
 

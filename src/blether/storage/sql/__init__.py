@@ -1,7 +1,9 @@
-"""SQL storage backend (SQLite and PostgreSQL) on SQLAlchemy Core 2 asyncio.
+"""SQL storage backend (SQLite and PostgreSQL) on SQLAlchemy Core 2.
 
-``engine`` builds engines and transactions, ``schema`` holds the tables,
-``migrations`` the Alembic history, ``stores``/``roster`` the store classes.
+``engine`` builds the databases and their transactions (PostgreSQL on SQLAlchemy's
+asyncio engine, SQLite in ``sqlite_engine``: statements on the event loop, group
+commit in a worker thread), ``schema`` holds the tables, ``migrations`` the Alembic
+history, ``stores``/``roster`` the store classes.
 """
 
 from __future__ import annotations
