@@ -6,6 +6,8 @@ user, it first touches that user's "lock row" (``accounts``, ``offline_counters`
 ``roster_versions`` in ``roster.py``) and then the dependent rows, always in that
 order, so PostgreSQL transactions queue on the row lock instead of deadlocking.
 On SQLite ``BEGIN IMMEDIATE`` already serialises every writer.
+
+Statements are prebuilt once (``statements.py``) and executed with named parameters.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
 from ..api import AccountExists, AccountNotFound, OfflineMessage, ScramCredentials
-from . import schema as s
+from . import statements as q
 from .engine import Database
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "SqlBlocklistStore",
     "SqlKeyValueStore",
     "SqlOfflineStore",
-    "insert",
 ]
 
 # Bound the number of parameters per statement (SQLite's limit is 32766).
@@ -38,13 +36,6 @@ _CHUNK = 500
 
 class Rollback(Exception):
     """Raised inside a write transaction to undo it without reporting a failure."""
-
-
-def insert(db: Database, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that supports ``ON CONFLICT`` on the database's dialect."""
-    if db.dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def now_micros() -> int:
@@ -96,35 +87,27 @@ class SqlAccountStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._upserts = q.upserts(db.dialect)
 
     async def create(self, user: str, credentials: Sequence[ScramCredentials]) -> None:
         rows = _credential_rows(user, credentials)
+        account = {"jid": user, "domain": _domain_of(user), "created_at": now_micros()}
         async with self._db.write() as conn:
             # ON CONFLICT DO NOTHING instead of catching IntegrityError: two racing
             # creates are told apart without parsing driver errors.
-            stmt = (
-                insert(self._db, s.accounts)
-                .values(jid=user, domain=_domain_of(user), created_at=now_micros())
-                .on_conflict_do_nothing(index_elements=["jid"])
-                .returning(s.accounts.c.jid)
-            )
-            if (await conn.execute(stmt)).first() is None:
+            if (await conn.execute(self._upserts.account_create, account)).first() is None:
                 raise AccountExists(user)
             if rows:
-                await conn.execute(s.account_credentials.insert(), rows)
+                await conn.execute(q.CREDENTIALS_INSERT, rows)
 
     async def exists(self, user: str) -> bool:
         async with self._db.read() as conn:
-            stmt = select(s.accounts.c.jid).where(s.accounts.c.jid == user)
-            return (await conn.execute(stmt)).first() is not None
+            return (await conn.execute(q.ACCOUNT_EXISTS, {"user": user})).first() is not None
 
     async def get_credentials(self, user: str, mechanism: str) -> ScramCredentials | None:
-        c = s.account_credentials.c
-        stmt = select(c.mechanism, c.salt, c.iterations, c.stored_key, c.server_key).where(
-            c.jid == user, c.mechanism == mechanism
-        )
+        params = {"user": user, "mechanism": mechanism}
         async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(q.CREDENTIALS_GET, params)).first()
         if row is None:
             return None
         return ScramCredentials(
@@ -137,35 +120,31 @@ class SqlAccountStore:
 
     async def set_credentials(self, user: str, credentials: Sequence[ScramCredentials]) -> None:
         rows = _credential_rows(user, credentials)
+        params = {"user": user}
         async with self._db.write() as conn:
             # Locking the account row keeps a concurrent delete from slipping in
             # between the check and the insert.
-            lock = select(s.accounts.c.jid).where(s.accounts.c.jid == user).with_for_update()
-            if (await conn.execute(lock)).first() is None:
+            if (await conn.execute(q.ACCOUNT_LOCK, params)).first() is None:
                 raise AccountNotFound(user)
-            await conn.execute(
-                delete(s.account_credentials).where(s.account_credentials.c.jid == user)
-            )
+            await conn.execute(q.CREDENTIALS_DELETE, params)
             if rows:
-                await conn.execute(s.account_credentials.insert(), rows)
+                await conn.execute(q.CREDENTIALS_INSERT, rows)
 
     async def delete(self, user: str) -> None:
         async with self._db.write() as conn:
             # Credentials go with it (ON DELETE CASCADE).
-            await conn.execute(delete(s.accounts).where(s.accounts.c.jid == user))
+            await conn.execute(q.ACCOUNT_DELETE, {"user": user})
 
     async def list(self, domain: str) -> builtins.list[str]:
         async with self._db.read() as conn:
-            stmt = select(s.accounts.c.jid).where(s.accounts.c.domain == domain)
-            jids = (await conn.execute(stmt)).scalars().all()
+            jids = (await conn.execute(q.ACCOUNTS_OF_DOMAIN, {"domain": domain})).scalars().all()
         # Sorted here, not in SQL: PostgreSQL would use the database's locale
         # collation, SQLite code points; Python gives the same order on both.
         return sorted(jids)
 
     async def count(self, domain: str) -> int:
         async with self._db.read() as conn:
-            stmt = select(func.count()).where(s.accounts.c.domain == domain)
-            return int((await conn.execute(stmt)).scalar_one())
+            return int((await conn.execute(q.ACCOUNTS_COUNT, {"domain": domain})).scalar_one())
 
 
 class SqlOfflineStore:
@@ -173,73 +152,54 @@ class SqlOfflineStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._upserts = q.upserts(db.dialect)
 
     async def push(self, user: str, stanza_xml: str, stamp: datetime, quota: int) -> int | None:
-        micros = to_micros(stamp)
-        counters = s.offline_counters
+        message = {"owner": user, "stamp": to_micros(stamp), "stanza": stanza_xml}
         try:
             async with self._db.write() as conn:
                 # Incrementing the counter row locks it (PostgreSQL) until commit: a
                 # concurrent push for the same user waits here and then sees our
                 # increment, so the quota cannot be overshot.
-                bump = (
-                    insert(self._db, counters)
-                    .values(owner=user, messages=1)
-                    .on_conflict_do_update(
-                        index_elements=["owner"],
-                        set_={"messages": counters.c.messages + 1},
-                    )
-                    .returning(counters.c.messages)
-                )
-                if (await conn.execute(bump)).scalar_one() > quota:
+                bump = {"owner": user, "messages": 1}
+                if (await conn.execute(self._upserts.offline_bump, bump)).scalar_one() > quota:
                     raise Rollback
-                stmt = (
-                    s.offline_messages.insert()
-                    .values(owner=user, stamp=micros, stanza=stanza_xml)
-                    .returning(s.offline_messages.c.id)
-                )
-                return int((await conn.execute(stmt)).scalar_one())
+                return int((await conn.execute(q.OFFLINE_INSERT, message)).scalar_one())
         except Rollback:
             return None
 
     async def list(self, user: str, limit: int | None = None) -> builtins.list[OfflineMessage]:
-        m = s.offline_messages.c
-        stmt = select(m.id, m.stanza, m.stamp).where(m.owner == user).order_by(m.id)
-        if limit is not None:
-            stmt = stmt.limit(max(limit, 0))
         async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+            if limit is None:
+                result = await conn.execute(q.OFFLINE_LIST, {"user": user})
+            else:
+                params = {"user": user, "limit": max(limit, 0)}
+                result = await conn.execute(q.OFFLINE_LIST_LIMIT, params)
+            rows = result.all()
         return [
-            OfflineMessage(id=r.id, stanza_xml=r.stanza, stamp=from_micros(r.stamp)) for r in rows
+            OfflineMessage(id=mid, stanza_xml=stanza, stamp=from_micros(stamp))
+            for mid, stanza, stamp in rows  # by position: cheaper than named access
         ]
 
     async def delete(self, user: str, ids: Sequence[int]) -> None:
         wanted = sorted(set(ids))
         if not wanted:
             return
-        counters, m = s.offline_counters, s.offline_messages
         async with self._db.write() as conn:
             # Counter row first (the same order as push and purge_user).
-            lock = select(counters.c.messages).where(counters.c.owner == user).with_for_update()
-            if (await conn.execute(lock)).first() is None:
+            if (await conn.execute(q.OFFLINE_COUNTER_LOCK, {"user": user})).first() is None:
                 return  # no counter row: the user has no messages
             removed = 0
             for part in chunks(wanted):
-                result = await conn.execute(
-                    delete(m).where(m.c.owner == user, m.c.id.in_(part))
-                )
+                result = await conn.execute(q.OFFLINE_DELETE, {"user": user, "ids": part})
                 removed += result.rowcount
             if removed:
-                await conn.execute(
-                    update(counters)
-                    .where(counters.c.owner == user)
-                    .values(messages=counters.c.messages - removed)
-                )
+                params = {"user": user, "removed": removed}
+                await conn.execute(q.OFFLINE_COUNTER_SUBTRACT, params)
 
     async def count(self, user: str) -> int:
-        c = s.offline_counters.c
         async with self._db.read() as conn:
-            value = (await conn.execute(select(c.messages).where(c.owner == user))).scalar()
+            value = (await conn.execute(q.OFFLINE_COUNT, {"user": user})).scalar()
         return int(value or 0)
 
 
@@ -248,49 +208,38 @@ class SqlKeyValueStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._upserts = q.upserts(db.dialect)
 
     async def get(self, user: str, store: str, key: str) -> str | None:
-        c = s.kv.c
-        stmt = select(c.value).where(c.owner == user, c.store == store, c.key == key)
+        params = {"user": user, "store": store, "key": key}
         async with self._db.read() as conn:
-            value: str | None = (await conn.execute(stmt)).scalar()
+            value: str | None = (await conn.execute(q.KV_GET, params)).scalar()
         return value
 
     async def set(self, user: str, store: str, key: str, value: str) -> None:
-        stmt = (
-            insert(self._db, s.kv)
-            .values(owner=user, store=store, key=key, value=value)
-            .on_conflict_do_update(index_elements=["owner", "store", "key"], set_={"value": value})
-        )
+        row = {"owner": user, "store": store, "key": key, "value": value}
         async with self._db.write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(self._upserts.kv_set, row)
 
     async def set_many(self, user: str, entries: Sequence[tuple[str, str, str]]) -> None:
         if not entries:
             return
-        stmt = insert(self._db, s.kv)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["owner", "store", "key"], set_={"value": stmt.excluded.value}
-        )
         # De-duplicated first (the later entry wins): a multi-row INSERT may not touch one
         # row twice.
         latest = {(st, k): v for st, k, v in entries}
         rows = [{"owner": user, "store": st, "key": k, "value": v}
                 for (st, k), v in latest.items()]
         async with self._db.write() as conn:
-            await conn.execute(stmt, rows)
+            await conn.execute(self._upserts.kv_set, rows)
 
     async def delete(self, user: str, store: str, key: str) -> None:
-        c = s.kv.c
+        params = {"user": user, "store": store, "key": key}
         async with self._db.write() as conn:
-            await conn.execute(
-                delete(s.kv).where(c.owner == user, c.store == store, c.key == key)
-            )
+            await conn.execute(q.KV_DELETE, params)
 
     async def keys(self, user: str, store: str) -> builtins.list[str]:
-        c = s.kv.c
         async with self._db.read() as conn:
-            rows = (await conn.execute(select(c.key).where(c.owner == user, c.store == store)))
+            rows = await conn.execute(q.KV_KEYS, {"user": user, "store": store})
             return sorted(rows.scalars().all())
 
 
@@ -299,33 +248,31 @@ class SqlBlocklistStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._upserts = q.upserts(db.dialect)
 
     async def get(self, user: str) -> builtins.list[str]:
-        c = s.blocklist.c
         async with self._db.read() as conn:
-            rows = await conn.execute(select(c.jid).where(c.owner == user).order_by(c.id))
+            rows = await conn.execute(q.BLOCKLIST_GET, {"user": user})
             return builtins.list(rows.scalars().all())
 
     async def add(self, user: str, jids: Sequence[str]) -> None:
         unique = builtins.list(dict.fromkeys(jids))  # de-duplicated, order kept
         if not unique:
             return
-        stmt = insert(self._db, s.blocklist).on_conflict_do_nothing(
-            index_elements=["owner", "jid"]
-        )
         async with self._db.write() as conn:
             # One row per statement execution, in order, so ids follow `jids`.
-            await conn.execute(stmt, [{"owner": user, "jid": j} for j in unique])
+            await conn.execute(
+                self._upserts.blocklist_add, [{"owner": user, "jid": j} for j in unique]
+            )
 
     async def remove(self, user: str, jids: Sequence[str]) -> None:
         unique = builtins.list(dict.fromkeys(jids))
         if not unique:
             return
-        c = s.blocklist.c
         async with self._db.write() as conn:
             for part in chunks(unique):
-                await conn.execute(delete(s.blocklist).where(c.owner == user, c.jid.in_(part)))
+                await conn.execute(q.BLOCKLIST_REMOVE, {"user": user, "jids": part})
 
     async def clear(self, user: str) -> None:
         async with self._db.write() as conn:
-            await conn.execute(delete(s.blocklist).where(s.blocklist.c.owner == user))
+            await conn.execute(q.BLOCKLIST_CLEAR, {"user": user})
