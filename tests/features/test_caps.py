@@ -171,6 +171,15 @@ async def test_ver_follows_the_registry(kit: Kit) -> None:
     assert condition(old) == "item-not-found"
 
 
+async def test_ver_follows_a_form_changed_in_place(kit: Kit) -> None:
+    """The ver is cached; a registered XEP-0128 form edited afterwards still changes it."""
+    [before] = await stream_features(kit, True)
+    [(form, _owner)] = kit.s.disco.extensions.values()
+    form.append(field("abuse-addresses", "mailto:abuse@localhost"))
+    [after] = await stream_features(kit, True)
+    assert before.attrs["ver"] != after.attrs["ver"]
+
+
 async def test_node_option() -> None:
     kit = await Kit.create(["caps"], {"caps": {"node": "https://example.org/server"}})
     try:

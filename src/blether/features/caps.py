@@ -7,8 +7,10 @@ verification string of §5.1 computed from the host's disco#info (identities, fe
 XEP-0128 forms, exactly what the disco module answers). A disco#info query for `node#ver`
 (§6.2) is answered with that same information.
 
-The ver is computed when asked for, not cached at start: modules may register features in
-their own start(), and the answer must always match what disco#info returns.
+The ver is not fixed at start: modules may register features in their own start(), and the
+answer must always match what disco#info returns. It is cached keyed on the disco#info content
+(every login's stream features carry it, and hashing the sorted string each time showed up in
+the login profile).
 
 Not implemented: caps optimization (§8.4, the server caching and filtering its clients' caps);
 that belongs with PEP.
@@ -102,6 +104,8 @@ class CapsModule(Module):
         disco: DiscoModule = self.ctx.services.module("disco")
         return disco
 
+    _ver_cache: tuple[object, str] | None = None
+
     async def start(self) -> None:
         self._disco.add_node_provider(Target.HOST, self, owner=self)
 
@@ -110,7 +114,14 @@ class CapsModule(Module):
 
     def ver(self) -> str:
         info = self._disco.host_info()
-        return verification_string(info.identities, info.features, info.forms)
+        # Forms are mutable Elements: their content (equality), not their identity, is the key.
+        key = (info.identities, info.features, tuple(f.copy() for f in info.forms))
+        cached = self._ver_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ver = verification_string(info.identities, info.features, info.forms)
+        self._ver_cache = (key, ver)
+        return ver
 
     def element(self) -> Element:
         return Element("c", ns.CAPS, {"hash": "sha-1", "node": self.options.node,
