@@ -15,7 +15,14 @@ _ids = itertools.count(1)
 
 
 class Session(abc.ABC):
-    """A resource bound to an account. Transports subclass it to provide `send` and `close`."""
+    """A resource bound to an account. Transports subclass it to provide `send` and `close`.
+
+    Slotted, and `directed` and `data` are made on first use: most sessions never send
+    directed presence, and a quiet session should cost little (docs/performance.md).
+    """
+
+    __slots__ = ("_data", "_directed", "available", "bare", "closed", "id", "interested", "ip",
+                 "jid", "lang", "last_active", "presence", "priority")
 
     def __init__(self, jid: JID, ip: str = "") -> None:
         self.id = f"c2s{next(_ids)}"
@@ -27,11 +34,27 @@ class Session(abc.ABC):
         self.priority = 0
         self.presence: Element | None = None   # last broadcast available presence (stamped)
         self.interested = False           # requested the roster (RFC 6121 §2.1.6)
-        self.directed: set[JID] = set()   # entities that got directed presence (§4.6)
+        self._directed: set[JID] | None = None
         self.closed = False
         self.last_active = time.monotonic()   # last time bytes arrived from the client
         self.lang = "en"                      # stream's default xml:lang (RFC 6120 §8.1.5)
-        self.data: dict[str, Any] = {}    # per-feature state, keyed by module name
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def directed(self) -> set[JID]:
+        """Entities that got directed presence from this session (RFC 6121 §4.6)."""
+        directed = self._directed
+        if directed is None:
+            directed = self._directed = set()
+        return directed
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Per-feature state, keyed by module name."""
+        data = self._data
+        if data is None:
+            data = self._data = {}
+        return data
 
     @abc.abstractmethod
     def send(self, stanza: Element) -> None:

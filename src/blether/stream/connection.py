@@ -47,6 +47,8 @@ StreamEvent = StreamOpened | Element | StreamClosed | StreamError
 class XMPPStream:
     """One side (the receiving entity) of an XML stream for `content_ns`."""
 
+    __slots__ = ("content_ns", "header_sent", "hosts", "lang", "parser", "stream_id", "to")
+
     def __init__(self, content_ns: str, hosts: frozenset[str], limits: ParserLimits) -> None:
         self.content_ns = content_ns
         self.hosts = hosts
@@ -58,6 +60,10 @@ class XMPPStream:
 
     def set_limits(self, limits: ParserLimits) -> None:
         self.parser.limits = limits
+
+    def compact(self) -> None:
+        """The stream is quiet: let the parser drop its expat parser until more bytes come."""
+        self.parser.release()
 
     def restart(self) -> None:
         """RFC 6120 §4.3.3: after TLS or SASL both sides start a new stream from scratch."""

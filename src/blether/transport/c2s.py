@@ -1,18 +1,16 @@
-"""Client-to-server connections (RFC 6120): the asyncio driver around the sans-IO stream.
+"""Client-to-server streams (RFC 6120 §4-§7): negotiation and stanza handling.
 
-read → XMPPStream.receive → handle events in order → write. One task per connection, no task
-per stanza; output is batched into one transport write per event-loop turn and bounded
-(DESIGN.md §1.5): a client that stops reading is disconnected instead of growing our memory.
+The I/O (transport, TLS, read shaping, timers, the handler task, batched bounded output) is
+`transport.protocol.StreamProtocol`; this module is what happens to each stream event:
+stream features, STARTTLS (§5), SASL (§6), resource binding (§7), then stanzas to the router.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from blether import ns
 from blether.core import events
@@ -29,39 +27,22 @@ from blether.stream.sasl import (
     ScramServerSession,
     mechanism_names,
 )
-from blether.transport.output import BatchedOutput
+from blether.transport.protocol import ReadShaper, StreamProtocol
 from blether.xml.element import Element
-from blether.xml.parser import ParserLimits
 
 if TYPE_CHECKING:
     from blether.core.services import Services
-    from blether.transport.tls import TLSManager
+    from blether.transport.listener import C2SListener
+
+__all__ = ["C2SConnection", "C2SSession", "ReadShaper"]
 
 log = logging.getLogger(__name__)
 
 
-class ReadShaper:
-    """Token bucket over bytes read: `rate` bytes/s sustained, bursts of 2 s (SECURITY.md)."""
-
-    def __init__(self, rate: int, burst_seconds: float = 2.0) -> None:
-        self.rate = rate
-        self.capacity = rate * burst_seconds
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def consume(self, n: int) -> float:
-        """Account for `n` bytes; return how long to pause reading (0 if within the rate)."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= n
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
 class C2SSession(Session):
     """The bound session of a C2SConnection, as the router sees it."""
+
+    __slots__ = ("conn",)
 
     def __init__(self, conn: C2SConnection, jid: JID) -> None:
         super().__init__(jid, conn.ip)
@@ -79,111 +60,64 @@ class C2SSession(Session):
         await self.conn.close(error)
 
 
-class C2SConnection:
-    def __init__(self, services: Services, tls: TLSManager, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, *, direct_tls: bool) -> None:
-        self.s = services
-        self.cfg = services.config
-        self.tls = tls
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.ip = str(peer[0]) if peer else ""
-        self.id = f"conn-{id(self):x}"
-        lim = self.cfg.limits
-        self.pre_auth_limits = ParserLimits(lim.pre_auth_stanza_bytes, lim.pre_auth_max_depth,
-                                            lim.max_attributes, lim.pre_auth_max_elements, 4096)
-        self.post_auth_limits = ParserLimits(lim.c2s_stanza_bytes, lim.max_depth,
-                                             lim.max_attributes, lim.max_elements, 4096)
-        self.stream = XMPPStream(ns.CLIENT, services.hosts, self.pre_auth_limits)
+class C2SConnection(StreamProtocol):
+    """One client stream: negotiation state, the bound session, and event handling."""
+
+    __slots__ = ("auth_failures", "direct_tls", "domain", "s", "sasl", "secure", "session",
+                 "stage", "username")
+
+    def __init__(self, listener: C2SListener, *, direct_tls: bool) -> None:
+        super().__init__(listener)
+        self.s: Services = listener.s
+        self.stream = XMPPStream(ns.CLIENT, self.s.hosts, listener.pre_auth_limits)
+        self.direct_tls = direct_tls
         self.secure = direct_tls
-        self.stage = neg.Stage.AUTH if (direct_tls or not self.cfg.c2s.require_encryption) \
+        self.stage = neg.Stage.AUTH if (direct_tls or not self.s.config.c2s.require_encryption) \
             else neg.Stage.START
         self.domain = ""
         self.username: str | None = None
         self.session: C2SSession | None = None
         self.sasl: SaslSession | None = None
         self.auth_failures = 0
-        self.out = BatchedOutput(writer, self.cfg.limits.outbound_buffer_bytes,
-                                 lambda: self.label)
-        self._end_reason = "dropped"
 
     @property
     def label(self) -> str:
         who = self.session.jid if self.session else (self.username or self.ip)
-        return f"[{self.id} {who}]"
+        return f"[conn-{id(self):x} {who}]"
 
-    # -- output --------------------------------------------------------------------------
-    @property
-    def _closing(self) -> bool:
-        """Closing: nothing but the closing tag is written any more."""
-        return self.out.closing
+    # -- connection life ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        refusal = self.listener.admit(self)
+        limits = self.s.config.limits
+        if self.direct_tls:  # XEP-0368: TLS from the first byte
+            self.start_tls(self.listener.tls.client_context, limits.tls_handshake_timeout)
+        if refusal is not None:
+            log.warning("refusing connection from %s: %s", self.ip, refusal)
+            self.end_reason = "refused"
+            if not self.direct_tls:
+                self._refuse()
 
-    @_closing.setter
-    def _closing(self, value: bool) -> None:
-        self.out.closing = value
+    def _refuse(self) -> None:
+        self.fail(StreamError("policy-violation", "too many connections from your address"))
 
-    def write(self, data: bytes) -> None:
-        self.out.write(data)
+    def tls_established(self) -> None:
+        if self.end_reason == "refused":  # direct TLS: the refusal could not be sent before
+            self._refuse()
+            return
+        if not self.direct_tls:  # STARTTLS (RFC 6120 §5.4.3.3): a new stream, over TLS
+            self.secure = True
+            self.stage = neg.Stage.AUTH
+            self.stream.restart()
 
-    def _flush(self) -> None:
-        self.out.flush()
-        if self.out.overflowed:
-            self._end_reason = "slow-reader"
+    def touched(self) -> None:
+        self.listener.active.add(self)
+        if self.session is not None:
+            self.session.last_active = time.monotonic()
 
-    def _write_now(self, data: bytes) -> None:
-        """Write bypassing batching (before a TLS upgrade, the order must be exact)."""
-        self.out.write_now(data)
-
-    # -- main loop -----------------------------------------------------------------------
-    async def run(self) -> None:
-        deadline = time.monotonic() + self.cfg.limits.negotiation_timeout
-        shaper = ReadShaper(self.cfg.limits.c2s_read_rate)
-        try:
-            while not self._closing:
-                timeout = None if self.session else max(0.0, deadline - time.monotonic())
-                try:
-                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
-                except TimeoutError:
-                    raise StreamError("connection-timeout",
-                                      "stream negotiation took too long") from None
-                if not data:
-                    break
-                if self.session is not None:
-                    self.session.last_active = time.monotonic()
-                pause = shaper.consume(len(data))
-                if pause > 0:
-                    # Over the read rate: stop reading for a while (TCP back-pressure does
-                    # the rest). Nothing is dropped, unlike a shaper that discards (Prosody's
-                    # mod_limits behaves the same way).
-                    await asyncio.sleep(pause)
-                for event in self.stream.receive(data):
-                    restart = await self._handle(event)
-                    if restart or self._closing:
-                        break  # RFC 6120 §5.4.3.3: bytes after <starttls/> are discarded
-        except StreamError as exc:
-            log.info("%s stream error: %s", self.label, exc)
-            self._end_reason = "error"
-            self.write(self.stream.error(exc))
-            self._flush()
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            log.info("%s connection lost: %s", self.label, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s internal error; closing the stream", self.label)
-            self._end_reason = "error"
-            self.write(self.stream.error(StreamError("internal-server-error")))
-            self._flush()
-        finally:
-            await self._cleanup()
-
-    async def _cleanup(self) -> None:
-        self._closing = True
-        await self.end_session(self._end_reason)
-        self._flush()
-        with contextlib.suppress(Exception):
-            self.writer.close()
+    def timed_out(self) -> None:
+        if self.session is None:
+            self.fail(StreamError("connection-timeout", "stream negotiation took too long"))
 
     async def end_session(self, reason: str) -> None:
         """Unregister the bound session (once) and tell the features it ended."""
@@ -194,35 +128,32 @@ class C2SConnection:
         if self.s.sessions.remove(session):
             await self.s.hooks.notify(events.SESSION_ENDED, events.SessionEnded(session, reason))
 
-    def abort(self) -> None:
-        self._closing = True
-        self.writer.transport.abort()
-
     async def close(self, error: StreamError | None = None) -> None:
         """Server-initiated close: error (if any), closing tag, then TCP close."""
-        if self._closing:
+        if self.out.closing:
             return
-        self._closing = True
+        self.out.closing = True
         if error is not None:
-            self._end_reason = "replaced" if error.condition == "conflict" else "error"
+            self.end_reason = "replaced" if error.condition == "conflict" else "error"
             self.write(self.stream.error(error))
         else:
-            self._end_reason = "closed"
+            self.end_reason = "closed"
             self.write(self.stream.footer())
-        self._flush()
-        self.writer.close()
+        self.flush()
+        self.close_transport()
+        self._kick()
 
     # -- events --------------------------------------------------------------------------
-    async def _handle(self, event: StreamEvent) -> bool:
+    async def handle(self, event: StreamEvent) -> bool:
         if isinstance(event, StreamError):
             raise event
         if isinstance(event, StreamOpened):
             await self._open(event)
             return False
         if isinstance(event, StreamClosed):
-            self._end_reason = "closed"
+            self.end_reason = "closed"
             self.write(self.stream.footer())
-            self._closing = True
+            self.out.closing = True
             return False
         el = event
         if self.stage is neg.Stage.BOUND:
@@ -254,14 +185,15 @@ class C2SConnection:
         self.domain = opened.to or self.domain
         self.write(self.stream.header(self.domain))
         features: list[Element] = []
+        cfg = self.s.config
         if self.stage is neg.Stage.START:
             features.append(neg.starttls_feature(required=True))
         elif self.stage is neg.Stage.AUTH:
-            if not self.secure and not self.cfg.c2s.require_encryption:
+            if not self.secure and not cfg.c2s.require_encryption:
                 features.append(neg.starttls_feature(required=False))
             bindings = self._bindings()
             features.append(neg.mechanisms_feature(mechanism_names(
-                bindings, self.secure, self.cfg.c2s.allow_plain_without_tls)))
+                bindings, self.secure, cfg.c2s.allow_plain_without_tls)))
             if bindings:
                 features.append(neg.channel_binding_feature(sorted(bindings)))
         elif self.stage is neg.Stage.BIND:
@@ -285,36 +217,23 @@ class C2SConnection:
                 "service-unavailable", "authenticate first"))))
 
     def _bindings(self) -> dict[str, bytes]:
-        if not self.secure:
+        if not self.secure or self.tls is None:
             return {}
-        obj = self.writer.get_extra_info("ssl_object")
-        return self.tls.bindings(self.domain, obj)
+        return self.listener.tls.bindings(self.domain, self.tls.obj)
 
     async def _starttls(self) -> bool:
         if self.secure or self.stage not in (neg.Stage.START, neg.Stage.AUTH):
             self.write(self.stream.element(Element("failure", ns.TLS)) + self.stream.footer())
-            self._closing = True
+            self.out.closing = True
             return True
-        # Stop reading before <proceed/>: the client's TLS ClientHello must reach the TLS
-        # layer, never the plaintext StreamReader. start_tls resumes reading itself.
-        cast(asyncio.Transport, self.writer.transport).pause_reading()
         self._write_now(self.stream.element(Element("proceed", ns.TLS)))
-        # Plaintext the client sent after <starttls/> must not be read as if it came
-        # through TLS (RFC 6120 §5.4.3.3; the STARTTLS command-injection class).
-        self.reader._buffer.clear()  # type: ignore[attr-defined]
-        try:
-            # Not wrapped in wait_for: on 3.11 that runs start_tls in a new task, and the
-            # client's first TLS record can then be read by the plaintext reader (a hang).
-            await self.writer.start_tls(
-                self.tls.client_context,
-                ssl_handshake_timeout=self.cfg.limits.tls_handshake_timeout)
-        except (TimeoutError, ssl.SSLError, ConnectionError) as exc:
-            log.info("%s TLS handshake failed: %s", self.label, exc)
-            self._closing = True
-            return True
-        self.secure = True
-        self.stage = neg.Stage.AUTH
-        self.stream.restart()
+        # Every byte read from now on goes to TLS; plaintext the client sent after
+        # <starttls/> (in this read or queued behind it) is never read as if it came through
+        # TLS (RFC 6120 §5.4.3.3; the STARTTLS command-injection class). Nothing is awaited
+        # between writing <proceed/> and the switch, so no read can slip in between.
+        self._backlog = None
+        self.start_tls(self.listener.tls.client_context,
+                       self.s.config.limits.tls_handshake_timeout)
         return True
 
     # -- SASL (RFC 6120 §6) --------------------------------------------------------------
@@ -341,7 +260,7 @@ class C2SConnection:
         self.write(self.stream.element(neg.sasl_element("success", step.data)))
         log.info("%s authenticated as %s@%s", self.label, step.username, self.domain)
         self.stage = neg.Stage.BIND
-        self.stream.set_limits(self.post_auth_limits)
+        self.stream.set_limits(self.listener.post_auth_limits)
         self.stream.restart()
 
     async def _sasl_step(self, el: Element) -> SaslStep | None:
@@ -357,7 +276,7 @@ class C2SConnection:
             mech = el.attrs.get("mechanism", "")
             bindings = self._bindings()
             if mech not in mechanism_names(bindings, self.secure,
-                                           self.cfg.c2s.allow_plain_without_tls):
+                                           self.s.config.c2s.allow_plain_without_tls):
                 raise SASLFailure("invalid-mechanism")
             if mech == "PLAIN":
                 self.sasl = PlainServerSession(self.domain, self.s.auth.verify_password)
@@ -385,7 +304,7 @@ class C2SConnection:
             self.s.auth_limiter.failure(self.ip)
         log.info("%s SASL failure: %s", self.label, exc)
         self.write(self.stream.element(exc.to_element()))
-        if self.auth_failures >= self.cfg.limits.auth_failures_per_connection:
+        if self.auth_failures >= self.s.config.limits.auth_failures_per_connection:
             raise StreamError("policy-violation", "too many failed authentication attempts")
 
     # -- resource binding (RFC 6120 §7) --------------------------------------------------
@@ -437,6 +356,7 @@ class C2SConnection:
         session = C2SSession(self, jid)
         session.lang = self.stream.lang
         self.session = session
+        self.cancel_deadline()
         self.s.sessions.add(session)
         self.stage = neg.Stage.BOUND
         log.info("%s bound %s", self.label, jid)

@@ -24,6 +24,13 @@ expat never gets more bytes than would take the unit being read past its limit. 
 counts from the stream's first byte; a stanza from the `<` of its start tag to the `>` of
 its end tag (= `ElementParsed.size`). Whitespace between stanzas is not counted, so
 keep-alives never accumulate and results do not depend on how reads were split.
+
+Memory (docs/performance.md, "Idle memory"): an expat parser costs ~10 KiB once it has
+parsed a stream header, most of a quiet session's memory. `release()` drops it between
+stanzas; the next `feed` makes a new one and primes it with a synthetic start tag that
+re-declares the root's namespaces, so the stanzas that follow parse exactly as before (the
+priming bytes are not part of the stream: offsets and limits are unchanged). All parsers
+share one bounded intern dict and one name cache; expat's text buffer is 1 KiB, not 8.
 """
 
 from __future__ import annotations
@@ -136,7 +143,13 @@ _WS = " \t\r\n"  # XML whitespace (str.isspace would also accept NBSP and friend
 _WS_BYTES = _WS.encode()
 # End of a start tag: skips quoted attribute values, which may contain a literal `>`.
 _TAG_END = re.compile(rb"""[^'">]*(?:(?:'[^']*'|"[^"]*")[^'">]*)*>""")
-_NAME_CACHE_MAX = 512  # names seen per stream; bounded so random names cannot grow it
+# Shared by every parser; both are emptied when they grow past their bound, so a peer
+# sending random names can make them slower for a moment but never make them grow.
+_NAMES: dict[str, tuple[str, str]] = {}  # expat name -> (local, uri)
+_NAMES_MAX = 4096
+_INTERN: dict[str, str] = {}  # pyexpat's intern table for element and attribute names
+_INTERN_MAX = 16384
+_TEXT_BUFFER = 1024  # expat's text buffer (8 KiB by default); longer text comes in pieces
 
 
 def _codes(*names: str) -> frozenset[int]:
@@ -174,6 +187,34 @@ def _forbid(what: str) -> Callable[..., NoReturn]:
     return handler
 
 
+# Made once, shared by every parser (one closure per parser reset was 1.2 KiB each).
+_FORBIDDEN = (
+    ("StartDoctypeDeclHandler", _forbid("DOCTYPE")),
+    ("EntityDeclHandler", _forbid("entity declaration")),
+    ("ExternalEntityRefHandler", _forbid("external entity")),
+    ("SkippedEntityHandler", _forbid("entity reference")),
+    ("CommentHandler", _forbid("comment")),
+    ("ProcessingInstructionHandler", _forbid("processing instruction")),
+)
+
+
+def _attr_value(value: str) -> str:
+    """`value` escaped for a single-quoted attribute, whitespace kept exactly (as references:
+    a literal tab or newline would be normalised to a space when parsed again)."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+            .replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
+
+
+def _split(name: str) -> tuple[str, str]:
+    """expat name (`uri SEP local [SEP prefix]` or `local`) -> (local, uri), cached."""
+    uri, sep, rest = name.partition(SEP)
+    split = (rest.partition(SEP)[0], uri) if sep else (name, "")
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()
+    _NAMES[name] = split
+    return split
+
+
 class XMLStreamParser:
     """Feed bytes, get `StreamHeader`, `ElementParsed` and `StreamFooter` events.
 
@@ -181,15 +222,43 @@ class XMLStreamParser:
     the new values apply from the next byte. After an error every `feed` raises again.
     """
 
+    __slots__ = (
+        "_at_tag",
+        "_boundary",
+        "_chunk",
+        "_chunk_start",
+        "_closed",
+        "_count",
+        "_decoder",
+        "_depth",
+        "_error",
+        "_events",
+        "_fed",
+        "_fresh",
+        "_head",
+        "_header_done",
+        "_held",
+        "_last_byte",
+        "_ns_decls",
+        "_p",
+        "_prime",
+        "_root_ns",
+        "_shift",
+        "_stack",
+        "_text",
+        "_utf8_pending",
+        "limits",
+    )
+
     def __init__(self, limits: ParserLimits = PRE_AUTH) -> None:
         self.limits = limits
-        self._names: dict[str, tuple[str, str]] = {}
         self.reset()
 
-    def reset(self) -> None:
-        """Start over with a brand-new expat parser, expecting a new stream header."""
-        p = expat.ParserCreate("UTF-8", SEP)  # the encoding argument overrides any decl
+    def _new_expat(self) -> expat.XMLParserType:
+        # The encoding argument overrides any declaration in the document.
+        p = expat.ParserCreate("UTF-8", SEP, _INTERN)
         p.namespace_prefixes = True
+        p.buffer_size = _TEXT_BUFFER  # before buffer_text: the buffer is allocated once
         p.buffer_text = True
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         if hasattr(p, "SetReparseDeferralEnabled"):
@@ -200,34 +269,64 @@ class XMLStreamParser:
         p.CharacterDataHandler = self._chars
         p.StartNamespaceDeclHandler = self._ns_decl
         p.XmlDeclHandler = self._xml_decl
-        p.StartDoctypeDeclHandler = _forbid("DOCTYPE")
-        p.EntityDeclHandler = _forbid("entity declaration")
-        p.ExternalEntityRefHandler = _forbid("external entity")
-        p.SkippedEntityHandler = _forbid("entity reference")
-        p.CommentHandler = _forbid("comment")
-        p.ProcessingInstructionHandler = _forbid("processing instruction")
-        self._p = p
+        for attr, handler in _FORBIDDEN:
+            setattr(p, attr, handler)
+        return p
+
+    def reset(self) -> None:
+        """Start over with a brand-new expat parser, expecting a new stream header."""
+        self._p: expat.XMLParserType | None = self._new_expat()
         self._events: list[ParserEvent] = []
         self._error: XMLError | None = None
         self._depth = 0  # open elements, the stream root included
         self._header_done = False
         self._closed = False
-        self._fed = 0  # bytes handed to this expat parser
+        self._fed = 0  # bytes of the stream handed to expat
+        self._shift = 0  # stream offset of the current expat parser's byte 0 (see release)
         self._boundary = 0  # where the unit being counted against a limit starts
         self._at_tag = False  # between stanzas: _boundary is the `<` of a partial tag
-        self._head = bytearray()  # bytes before the header completes (<= header limit)
+        self._head: bytes | bytearray = bytearray()  # bytes until the header's `>` (bounded)
         self._chunk = b""  # the bytes expat is parsing right now ...
         self._chunk_start = 0  # ... and their offset in the stream
         self._last_byte = b""  # final byte of the previous chunk
-        self._root_ns: dict[str, str] = {}
+        self._root_ns: dict[str, str] | None = {}  # declared on the root; until its `>`
+        self._prime = b""  # the root's start tag with only those declarations (see _revive)
         self._ns_decls = 0  # namespace declarations on the element being opened
         self._stack: list[Element] = []
         self._text: list[str] = []  # pending text pieces, joined once (no quadratic +=)
         self._count = 0  # elements in the current stanza
         self._fresh = False  # no event since the last start tag
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._decoder: codecs.IncrementalDecoder | None = None  # made at the first non-ASCII
         self._utf8_pending = 0
         self._held = b""  # trailing bytes of an incomplete UTF-8 sequence
+
+    def release(self) -> bool:
+        """Drop the expat parser if the stream is between stanzas with nothing pending.
+
+        For a quiet stream: ~10 KiB less until the next `feed`, which makes a new parser
+        (and costs about one stream header's parse). Returns whether it is released.
+        """
+        p = self._p
+        if p is None:
+            return True
+        if (self._depth != 1 or self._at_tag or self._held or self._closed or self._stack
+                or self._error is not None):
+            return False
+        if p.CurrentByteIndex + self._shift != self._fed:
+            return False  # expat holds bytes it has not reported yet (a partial token)
+        self._p = None
+        self._chunk = b""
+        self._events = []
+        return True
+
+    def _revive(self) -> expat.XMLParserType:
+        """A new expat parser, positioned inside the stream root as the released one was."""
+        p = self._p = self._new_expat()
+        prime = self._prime
+        self._shift = self._fed - len(prime)
+        self._depth = 0  # _start_root sees _header_done: back to depth 1, no event
+        p.Parse(prime, False)
+        return p
 
     # -- feeding --------------------------------------------------------------------------
 
@@ -238,6 +337,8 @@ class XMLStreamParser:
             again.events = []
             raise again
         events = self._events = []
+        if len(_INTERN) > _INTERN_MAX:  # one read adds at most its own bytes' worth
+            _INTERN.clear()
         try:
             if self._closed:
                 if data.strip(_WS_BYTES):
@@ -276,11 +377,14 @@ class XMLStreamParser:
         """Offset of the first byte of `data` that is not valid UTF-8, or -1."""
         if not self._utf8_pending and data.isascii():
             return -1  # fast path for the usual all-ASCII read
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = codecs.getincrementaldecoder("utf-8")()
         try:
-            self._decoder.decode(data)
+            decoder.decode(data)
         except UnicodeDecodeError as exc:
             return max(exc.start - self._utf8_pending, 0)
-        self._utf8_pending = len(self._decoder.getstate()[0])
+        self._utf8_pending = len(decoder.getstate()[0])
         return -1
 
     def _feed(self, data: bytes) -> None:
@@ -305,8 +409,11 @@ class XMLStreamParser:
             self._chunk, self._chunk_start = chunk, self._fed
             if not self._header_done:
                 self._head += chunk
+            p = self._p
+            if p is None:
+                p = self._revive()
             try:
-                self._p.Parse(chunk, False)
+                p.Parse(chunk, False)
             except expat.ExpatError as exc:
                 raise self._expat_error(exc) from None
             self._fed += len(chunk)
@@ -328,9 +435,11 @@ class XMLStreamParser:
     def _expat_error(self, exc: expat.ExpatError) -> XMLError:
         # Text expat buffered before the bad markup is reported first (toggling buffer_text
         # flushes it to our handler), so the error never depends on how reads were split.
+        p = self._p
+        assert p is not None
         try:
-            self._p.buffer_text = False
-            self._p.buffer_text = True
+            p.buffer_text = False
+            p.buffer_text = True
         except XMLError as flushed:
             return flushed
         code = exc.code
@@ -356,7 +465,7 @@ class XMLStreamParser:
         self._ns_decls = 0
         if depth == 1:
             # A stanza starts: from its `<` on, its bytes count against the limit.
-            self._boundary = self._p.CurrentByteIndex
+            self._boundary = self._p.CurrentByteIndex + self._shift  # type: ignore[union-attr]
             self._count = 1
         else:
             if depth > lim.max_depth:
@@ -366,9 +475,9 @@ class XMLStreamParser:
                 raise PolicyViolation("too many elements in one stanza", "elements")
             if self._text:
                 self._flush_text()
-        split = self._names.get(name)
+        split = _NAMES.get(name)
         if split is None:
-            split = self._split(name)
+            split = _split(name)
         for key in attrs:
             if SEP in key:
                 attrs = _qualify(attrs)
@@ -406,7 +515,7 @@ class XMLStreamParser:
 
     def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
         self._ns_decls += 1
-        if self._depth == 0:
+        if self._depth == 0 and self._root_ns is not None:
             self._root_ns[prefix or ""] = uri or ""
 
     def _xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
@@ -416,14 +525,6 @@ class XMLStreamParser:
             raise RestrictedXML(f"XML version {version!r}: XMPP is XML 1.0 only")
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _split(self, name: str) -> tuple[str, str]:
-        """expat name (`uri SEP local [SEP prefix]` or `local`) -> (local, uri), cached."""
-        uri, sep, rest = name.partition(SEP)
-        split = (rest.partition(SEP)[0], uri) if sep else (name, "")
-        if len(self._names) < _NAME_CACHE_MAX:
-            self._names[name] = split
-        return split
 
     def _flush_text(self) -> None:
         text = self._text
@@ -435,7 +536,7 @@ class XMLStreamParser:
         # expat reports the end of an empty-element tag at the offset after the tag, but the
         # end of `</x>` at its `<`. Only an element with no content can be either; an empty
         # tag is the one whose last two bytes are `/>` (a start tag never ends in `/>`).
-        i = self._p.CurrentByteIndex
+        i = self._p.CurrentByteIndex + self._shift  # type: ignore[union-attr]
         chunk, cs = self._chunk, self._chunk_start
         j = i - cs
         if self._fresh and j > 0:
@@ -447,6 +548,10 @@ class XMLStreamParser:
         return cs + k + 1 if k >= 0 else cs + len(chunk)
 
     def _start_root(self, name: str, attrs: dict[str, str]) -> None:
+        if self._header_done:  # the synthetic start tag of _revive: back inside the root
+            self._ns_decls = 0
+            self._depth = 1
+            return
         if len(attrs) + self._ns_decls > self.limits.max_attrs:
             raise PolicyViolation("too many attributes", "attributes")
         self._ns_decls = 0
@@ -458,10 +563,14 @@ class XMLStreamParser:
             if SEP in key:
                 attrs = _qualify(attrs)
                 break
-        match = _TAG_END.match(self._head, self._p.CurrentByteIndex)
+        match = _TAG_END.match(self._head, self._p.CurrentByteIndex)  # type: ignore[union-attr]
         self._boundary = match.end() if match else len(self._head)
-        self._head = bytearray()
+        self._head = b""
         self._header_done = True
         self._depth = 1
-        ns = self._root_ns
+        ns = self._root_ns or {}
+        self._root_ns = None
+        decls = "".join(f" xmlns{':' + k if k else ''}='{_attr_value(v)}'"
+                        for k, v in ns.items())
+        self._prime = f"<{f'{prefix}:{local}' if prefix else local}{decls}>".encode()
         self._events.append(StreamHeader(local, uri, prefix, ns.get("", ""), attrs, ns))
