@@ -39,7 +39,8 @@ def test_normalise_url(url: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "sqlite+pysqlcipher:///x.db", "nonsense"]
+    "url",
+    ["mysql://u@h/db", "postgresql+psycopg2://u@h/db", "sqlite+pysqlcipher:///x.db", "nonsense"],
 )
 async def test_unsupported_url_rejected(url: str) -> None:
     with pytest.raises(ValueError):
