@@ -2,7 +2,7 @@
 incremental, restricted, bounded stream parser (RFC 6120 §4, §11)."""
 
 from blether.xml.element import XML_NS, E, Element, serialize, to_bytes
-from blether.xml.parser import (
+from blether.xml.events import (
     POST_AUTH_C2S,
     POST_AUTH_S2S,
     PRE_AUTH,
@@ -18,8 +18,8 @@ from blether.xml.parser import (
     StreamHeader,
     UnsupportedEncoding,
     XMLError,
-    XMLStreamParser,
 )
+from blether.xml.parser import XMLStreamParser
 
 __all__ = [
     "POST_AUTH_C2S",
