@@ -208,3 +208,19 @@ async def test_presence_from_anyone_is_delivered_to_available_resources(world: W
                                    "to='alice@localhost'/>"))
     assert len(alice.take("presence", **{"from": "stranger@example.net/x"})) == 1
     assert hidden.sent == []
+
+
+async def test_presence_and_roster_handlers_are_not_run_for_a_message() -> None:
+    """The stanza hooks' presence-only handlers are registered for presence only: a chat
+    message from a client wakes no STANZA_FROM_SESSION handler at all (the router then does
+    not even build the event)."""
+    from blether.features import DEFAULT_MODULES
+    from features.services_kit import Kit
+
+    kit = await Kit.create(DEFAULT_MODULES)
+    try:
+        hooks = kit.s.hooks
+        assert not hooks.wants(events.STANZA_FROM_SESSION, "message")
+        assert hooks.wants(events.STANZA_FROM_SESSION, "presence")
+    finally:
+        await kit.close()

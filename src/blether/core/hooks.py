@@ -49,12 +49,6 @@ class _Entry:
     kinds: frozenset[str] | None = field(compare=False, default=None)  # None: every kind
 
 
-def declared_kinds(handler: object, hook: Hook[Any]) -> frozenset[str] | None:
-    """The kinds `@hook(h, kinds=…)` (core/module.py) declared for `hook` on `handler`."""
-    marks: dict[Hook[Any], frozenset[str]] | None = getattr(handler, "_hook_kinds", None)
-    return None if marks is None else marks.get(hook)
-
-
 class HookBus:
     def __init__(self) -> None:
         self._handlers: dict[Hook[Any], list[_Entry]] = {}
@@ -66,11 +60,11 @@ class HookBus:
             owner: object = None, kinds: Iterable[str] | None = None) -> None:
         """Register `handler`; higher priority runs first, equal priorities in insertion order.
 
-        `kinds` limits it to stanzas of those names when the hook is fired with a kind; when
-        not given, what `@hook(..., kinds=…)` declared on the handler applies.
+        `kinds` limits it to stanzas of those names when the hook is fired with a kind (the
+        module manager passes what `@hook(..., kinds=…)` declared); None: every kind.
         """
         self._seq += 1
-        wanted = frozenset(kinds) if kinds is not None else declared_kinds(handler, hook)
+        wanted = frozenset(kinds) if kinds is not None else None
         entries = self._handlers.setdefault(hook, [])
         entries.append(_Entry((-priority, self._seq), handler, owner, wanted))
         entries.sort()

@@ -67,13 +67,9 @@ def hook(h: Hook[Any], priority: int = 0, *,
     """
 
     def mark(fn: F) -> F:
-        marks: list[tuple[Hook[Any], int]] = fn.__dict__.setdefault("_hook_marks", [])
-        marks.append((h, priority))
-        if kinds is not None:
-            # Kept apart from `_hook_marks` (whose (hook, priority) pairs the module manager
-            # reads); HookBus.add finds it through the bound method (hooks.declared_kinds).
-            declared: dict[Hook[Any], frozenset[str]] = fn.__dict__.setdefault("_hook_kinds", {})
-            declared[h] = frozenset(kinds)
+        marks: list[tuple[Hook[Any], int, tuple[str, ...] | None]] = \
+            fn.__dict__.setdefault("_hook_marks", [])
+        marks.append((h, priority, kinds))
         return fn
 
     return mark

@@ -77,8 +77,8 @@ class ModuleManager:
             bound = getattr(module, attr)
             for type_, xmlns, target in getattr(fn, "_iq_marks", ()):
                 s.iq.register(type_, xmlns, target, bound, owner=module)
-            for h, prio in getattr(fn, "_hook_marks", ()):
-                s.hooks.add(h, bound, priority=prio, owner=module)
+            for h, prio, kinds in getattr(fn, "_hook_marks", ()):
+                s.hooks.add(h, bound, priority=prio, owner=module, kinds=kinds)
         for var in module.host_features:
             s.disco.add_host_feature(var, module)
         for var in module.account_features:

@@ -173,11 +173,17 @@ async def test_registrations_after_a_fire_are_seen_by_the_next_fire() -> None:
 
 
 async def test_kinds_declared_with_the_hook_decorator_apply() -> None:
-    from blether.core.module import hook
+    """`@hook(h, kinds=…)` on a module method: the module manager registers it for those kinds
+    only; the same method on another hook without kinds runs for every kind."""
+    from typing import Any, cast
 
-    class Feature:
-        def __init__(self) -> None:
-            self.trace: list[str] = []
+    from blether.config import Config
+    from blether.core.module import Module, hook
+    from blether.core.modules import ModuleManager
+    from blether.core.services import Services
+
+    class Feature(Module):
+        name = "feature"
 
         @hook(H, kinds=("presence",))
         @hook(OTHER)
@@ -185,17 +191,19 @@ async def test_kinds_declared_with_the_hook_decorator_apply() -> None:
             trace.append("feature")
             return False
 
-    feature = Feature()
-    bus = HookBus()
-    bus.add(H, feature.on_it)
-    bus.add(OTHER, feature.on_it)
+    services = Services(config=Config(), storage=cast(Any, None), hosts=frozenset({"localhost"}))
+    services.modules = ModuleManager(services, {"feature": Feature})
+    services.modules.load(["feature"], {})
+    bus = services.hooks
     trace: list[str] = []
     await bus.fire(H, trace, "message")
     await bus.fire(OTHER, trace, "message")   # no kinds declared for OTHER: runs
     await bus.fire(H, trace, "presence")
     assert trace == ["feature", "feature"]
-    # an explicit `kinds` wins over the declaration
+    # an explicit `kinds` given to the bus is what counts there
     bus2 = HookBus()
+    feature = services.modules.get("feature")
+    assert isinstance(feature, Feature)
     bus2.add(H, feature.on_it, kinds=("message",))
     trace.clear()
     await bus2.fire(H, trace, "message")
